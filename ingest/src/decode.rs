@@ -1,0 +1,130 @@
+//! Undo `Content-Encoding`, counting the limit against decompressed bytes.
+
+use std::io::Read;
+
+use crate::IngestError;
+
+/// A content coding Tripline accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// No coding.
+    Identity,
+    /// gzip (RFC 1952); concatenated members are read as one stream.
+    Gzip,
+    /// HTTP "deflate": zlib (RFC 1950); a raw deflate stream is accepted too.
+    Deflate,
+    /// zstd (RFC 8878).
+    Zstd,
+}
+
+impl Encoding {
+    /// Parses a `Content-Encoding` header value (absent means identity).
+    pub fn from_header(value: Option<&str>) -> Result<Encoding, IngestError> {
+        let Some(v) = value else {
+            return Ok(Encoding::Identity);
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(Encoding::Identity),
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            "deflate" => Ok(Encoding::Deflate),
+            "zstd" => Ok(Encoding::Zstd),
+            _ => Err(IngestError::UnsupportedEncoding(v.to_string())),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
+            Encoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// Decodes `body`, refusing output larger than `limit` bytes.
+///
+/// Memory use is bounded by `limit` (plus one read buffer) whatever the
+/// compression ratio of the input.
+pub fn decode(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> {
+    match encoding {
+        Encoding::Identity => {
+            if body.len() > limit {
+                return Err(IngestError::BodyTooLarge { limit });
+            }
+            Ok(body.to_vec())
+        }
+        Encoding::Gzip => read_limited(encoding, flate2::bufread::MultiGzDecoder::new(body), limit, body.len()),
+        Encoding::Deflate => {
+            match read_limited(encoding, flate2::bufread::ZlibDecoder::new(body), limit, body.len()) {
+                Err(IngestError::BadEncoding { .. }) => {
+                    read_limited(encoding, flate2::bufread::DeflateDecoder::new(body), limit, body.len())
+                }
+                other => other,
+            }
+        }
+        Encoding::Zstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| IngestError::BadEncoding {
+                encoding: "zstd",
+                offset: 0,
+                reason: e.to_string(),
+            })?;
+            read_limited(encoding, decoder, limit, body.len())
+        }
+    }
+}
+
+fn read_limited(encoding: Encoding, reader: impl Read, limit: usize, compressed_len: usize) -> Result<Vec<u8>, IngestError> {
+    let mut out = Vec::with_capacity(compressed_len.saturating_mul(4).min(limit).min(16 << 20));
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut limited = reader.take(cap);
+    limited.read_to_end(&mut out).map_err(|e| IngestError::BadEncoding {
+        encoding: encoding.name(),
+        offset: compressed_len as u64,
+        reason: e.to_string(),
+    })?;
+    if out.len() > limit {
+        return Err(IngestError::BodyTooLarge { limit });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn each_encoding_round_trips() {
+        let data = b"{\"a\":1}\n".repeat(100);
+        assert_eq!(decode(Encoding::Gzip, &gzip(&data), 1 << 20).unwrap(), data);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&data).unwrap();
+        assert_eq!(decode(Encoding::Deflate, &z.finish().unwrap(), 1 << 20).unwrap(), data);
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&data).unwrap();
+        assert_eq!(decode(Encoding::Deflate, &raw.finish().unwrap(), 1 << 20).unwrap(), data);
+        let zs = zstd::stream::encode_all(&data[..], 3).unwrap();
+        assert_eq!(decode(Encoding::Zstd, &zs, 1 << 20).unwrap(), data);
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_by_decompressed_size() {
+        let bomb = gzip(&vec![b'a'; 50 << 20]);
+        assert!(bomb.len() < 100 << 10);
+        assert!(matches!(decode(Encoding::Gzip, &bomb, 1 << 20), Err(IngestError::BodyTooLarge { .. })));
+    }
+
+    #[test]
+    fn corrupt_streams_and_unknown_codings_are_errors() {
+        assert!(matches!(decode(Encoding::Gzip, b"not gzip", 100), Err(IngestError::BadEncoding { .. })));
+        assert!(matches!(Encoding::from_header(Some("br")), Err(IngestError::UnsupportedEncoding(_))));
+        assert_eq!(Encoding::from_header(Some(" GZIP ")).unwrap(), Encoding::Gzip);
+    }
+}

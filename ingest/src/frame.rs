@@ -1,0 +1,145 @@
+//! Split a decoded body into items: NDJSON lines, the elements of a JSON
+//! array, or one (possibly pretty-printed) JSON object.
+
+use serde_json::Value;
+
+/// One item of a body, with the 1-based line (or array element) it came from.
+#[derive(Debug)]
+pub struct Item<'a> {
+    /// 1-based line number in the decoded body, or element number in an array.
+    pub line: usize,
+    /// The item.
+    pub kind: ItemKind<'a>,
+}
+
+/// What an item holds.
+#[derive(Debug)]
+pub enum ItemKind<'a> {
+    /// A line still to be parsed (no trailing `\r\n`).
+    Raw(&'a [u8]),
+    /// A value already parsed while framing (array element or whole body).
+    Value(Value),
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Frames `body`. Blank lines are skipped. A body that starts with `[` and is
+/// a valid JSON array yields its elements; one that is a single JSON object
+/// yields it; anything else is read as lines, so one bad line never hides the
+/// others. Values nested deeper than `max_depth` are left to [`crate::parse`]
+/// to report.
+pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
+    let body = body.strip_prefix(BOM).unwrap_or(body);
+    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+    let whole = match body.get(start) {
+        Some(b'[') | Some(b'{') if !nested_deeper_than(&body[start..], max_depth.max(1) * 2) => {
+            serde_json::from_slice::<Value>(&body[start..]).ok()
+        }
+        _ => None,
+    };
+    match whole {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Item {
+                line: i + 1,
+                kind: ItemKind::Value(v),
+            })
+            .collect(),
+        Some(v @ Value::Object(_)) => vec![Item {
+            line: 1,
+            kind: ItemKind::Value(v),
+        }],
+        _ => lines(body),
+    }
+}
+
+fn lines(body: &[u8]) -> Vec<Item<'_>> {
+    let mut items = Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+    let mut line_no = 0;
+    for line in body.split(|&b| b == b'\n') {
+        line_no += 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        items.push(Item {
+            line: line_no,
+            kind: ItemKind::Raw(line),
+        });
+    }
+    items
+}
+
+/// True when JSON-ish bytes open more than `limit` nested brackets (strings
+/// are skipped). A cheap guard run before handing a whole body to serde.
+pub fn nested_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(items: &[Item<'_>]) -> Vec<usize> {
+        items.iter().map(|i| i.line).collect()
+    }
+
+    #[test]
+    fn ndjson_keeps_line_numbers_and_skips_blanks() {
+        let items = frame(b"{\"a\":1}\r\n\n  \n{\"b\":2}\nnot json", 64);
+        assert_eq!(lines_of(&items), vec![1, 4, 5]);
+        assert!(matches!(items[2].kind, ItemKind::Raw(b"not json")));
+    }
+
+    #[test]
+    fn an_array_yields_its_elements() {
+        let items = frame(b" [{\"a\":1}, 2, {\"b\":3}]", 64);
+        assert_eq!(lines_of(&items), vec![1, 2, 3]);
+        assert!(matches!(items[1].kind, ItemKind::Value(Value::Number(_))));
+    }
+
+    #[test]
+    fn a_pretty_printed_object_is_one_item() {
+        let items = frame(b"{\n  \"a\": 1,\n  \"b\": {\"c\": 2}\n}\n", 64);
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0].kind, ItemKind::Value(Value::Object(_))));
+    }
+
+    #[test]
+    fn an_invalid_array_falls_back_to_lines() {
+        let items = frame(b"[1,\n{\"a\":1}\n", 64);
+        assert_eq!(lines_of(&items), vec![1, 2]);
+    }
+
+    #[test]
+    fn depth_guard_ignores_brackets_in_strings() {
+        assert!(!nested_deeper_than(br#"{"a":"[[[[[[[[[[[[\"["}"#, 2));
+        assert!(nested_deeper_than(b"[[[", 2));
+    }
+}

@@ -1,0 +1,85 @@
+//! Ingest: from request bytes to durable, normalized events.
+//!
+//! The stages, in the order data flows through them:
+//!
+//! - [`decode`]: undo `Content-Encoding` (gzip, deflate, zstd) under a limit
+//!   on the *decompressed* size, so a compression bomb is refused, not obeyed.
+//! - [`frame`]: split a body into items (NDJSON lines, JSON array elements,
+//!   or one object).
+//! - [`parse`]: turn one item into an event, or into a raw event tagged
+//!   `_parse_failure` with the reason; never drop a line.
+//! - [`normalize`]: set `@timestamp`, `event.ingested`, `event.id`,
+//!   `event.dataset`.
+//! - [`wal`]: append the batch to the write-ahead log with group commit and
+//!   hand it downstream only once it is fsynced.
+//!
+//! [`Ingestor`] runs them for one request.
+//!
+//! ```
+//! use ingest::{frame, parse};
+//!
+//! let body = b"{\"message\":\"hi\"}\nnot json\n";
+//! let items = frame::frame(body, 64);
+//! let parsed: Vec<_> = items.into_iter().map(|item| parse::parse_item(item, &parse::Limits::default())).collect();
+//! assert!(parsed[0].failure.is_none());
+//! assert_eq!(parsed[1].failure.as_ref().map(|f| f.line), Some(2));
+//! ```
+
+pub mod decode;
+pub mod frame;
+pub mod metrics;
+pub mod normalize;
+pub mod parse;
+mod service;
+pub mod wal;
+
+pub use metrics::IngestMetrics;
+pub use service::{IngestConfig, IngestReport, Ingestor, LineError};
+pub use wal::{Durable, Wal, WalConfig};
+
+/// Errors of the ingest stages.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body, after decompression, is larger than the limit.
+    #[error("request body exceeds the limit of {limit} bytes after decompression")]
+    BodyTooLarge { limit: usize },
+    /// `Content-Encoding` names a coding this server does not speak.
+    #[error("unsupported content-encoding {0:?}: use gzip, deflate, zstd or identity")]
+    UnsupportedEncoding(String),
+    /// The compressed stream is corrupt.
+    #[error("cannot decode {encoding} body at compressed byte {offset}: {reason}")]
+    BadEncoding {
+        encoding: &'static str,
+        offset: u64,
+        reason: String,
+    },
+    /// The `source` name is not usable.
+    #[error("invalid source name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -")]
+    BadSource { name: String },
+    /// Too much is in flight: the client should retry later.
+    #[error("ingest is overloaded: retry later")]
+    Overloaded,
+    /// The write-ahead log cannot make data durable (fsync failed, disk full):
+    /// nothing is acknowledged until an operator fixes it and restarts.
+    #[error("write-ahead log unavailable: {reason}")]
+    WalFailed { reason: String },
+    /// The write-ahead log is shutting down.
+    #[error("write-ahead log is closed")]
+    WalClosed,
+    /// Reading or writing a WAL file failed.
+    #[error("write-ahead log {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IngestError {
+    pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> IngestError {
+        IngestError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Turn one framed item into an event. Total: every item becomes an event;
+//! what cannot be parsed is stored raw, tagged `_parse_failure`, with the
+//! reason in `error.message` and in the ingest response.
+
+use schemas::{fields, tags, Event, DEPTH_LIMIT};
+use serde_json::Value;
+
+use crate::frame::{nested_deeper_than, Item, ItemKind};
+
+/// Per-item limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest line parsed as JSON; a longer one is stored truncated.
+    pub max_line_bytes: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line_bytes: 1 << 20,
+            max_depth: DEPTH_LIMIT,
+        }
+    }
+}
+
+/// Why an item was stored raw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// 1-based line (or array element) number.
+    pub line: usize,
+    /// What was wrong, with the position inside the line where known.
+    pub reason: String,
+}
+
+/// The event an item became, and why it is raw if it is.
+#[derive(Debug)]
+pub struct Parsed {
+    /// Always present: the parsed event, or the raw line as `message`.
+    pub event: Event,
+    /// Set when the item could not be parsed as a JSON object.
+    pub failure: Option<Failure>,
+}
+
+/// Parses one item.
+pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
+    let line = item.line;
+    match item.kind {
+        ItemKind::Value(value) => from_value(line, value, None, limits),
+        ItemKind::Raw(bytes) => {
+            if bytes.len() > limits.max_line_bytes {
+                let cut = &bytes[..limits.max_line_bytes];
+                let reason = format!(
+                    "line is {} bytes, over the limit of {}: stored truncated, unparsed",
+                    bytes.len(),
+                    limits.max_line_bytes
+                );
+                return raw(line, cut, reason);
+            }
+            if nested_deeper_than(bytes, limits.max_depth) {
+                return raw(line, bytes, format!("JSON nested deeper than {} levels", limits.max_depth));
+            }
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(value) => from_value(line, value, Some(bytes), limits),
+                Err(e) => raw(line, bytes, format!("invalid JSON at column {}: {}", e.column(), strip_position(&e))),
+            }
+        }
+    }
+}
+
+fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) -> Parsed {
+    let text = || match bytes {
+        Some(b) => b.to_vec(),
+        None => serde_json::to_vec(&value).unwrap_or_default(),
+    };
+    if depth(&value) > limits.max_depth {
+        let t = text();
+        return raw(line, &t, format!("JSON nested deeper than {} levels", limits.max_depth));
+    }
+    match Event::from_json(value.clone()) {
+        Ok(event) => Parsed { event, failure: None },
+        Err(e) => {
+            let t = text();
+            raw(line, &t, e.to_string())
+        }
+    }
+}
+
+fn raw(line: usize, bytes: &[u8], reason: String) -> Parsed {
+    let mut event = Event::new();
+    event.insert(fields::MESSAGE, String::from_utf8_lossy(bytes).into_owned());
+    event.insert("error.message", reason.clone());
+    event.add_tag(tags::PARSE_FAILURE);
+    Parsed {
+        event,
+        failure: Some(Failure { line, reason }),
+    }
+}
+
+/// serde_json appends " at line L column C"; the column is reported apart.
+fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::frame;
+
+    fn parse_all(body: &[u8]) -> Vec<Parsed> {
+        frame(body, 64)
+            .into_iter()
+            .map(|i| parse_item(i, &Limits::default()))
+            .collect()
+    }
+
+    /// (input line, expected failure reason fragment or None)
+    const CASES: &[(&[u8], Option<&str>)] = &[
+        (br#"{"message":"ok"}"#, None),
+        (br#"{"a":1"#, Some("invalid JSON at column 6: EOF while parsing an object")),
+        (b"plain text", Some("invalid JSON at column 1")),
+        (b"42", Some("must be a JSON object, found a number")),
+        (b"\"quoted\"", Some("must be a JSON object, found a string")),
+        (b"{\"a\":\"\xff\xfe\"}", Some("invalid JSON")),
+    ];
+
+    #[test]
+    fn each_case_parses_or_fails_with_its_reason() {
+        for (input, want) in CASES {
+            let mut parsed = parse_all(input);
+            assert_eq!(parsed.len(), 1);
+            let p = parsed.remove(0);
+            match (want, &p.failure) {
+                (None, None) => {}
+                (Some(want), Some(f)) => {
+                    assert!(f.reason.contains(want), "{:?}: {}", String::from_utf8_lossy(input), f.reason);
+                    assert!(p.event.has_tag(tags::PARSE_FAILURE));
+                    assert!(p.event.get_str("message").is_some());
+                }
+                _ => panic!("{:?}: got {:?}", String::from_utf8_lossy(input), p.failure),
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_stored_lossily() {
+        let p = parse_all(b"\xff\xfeabc").remove(0);
+        assert_eq!(p.event.get_str("message"), Some("\u{fffd}\u{fffd}abc"));
+    }
+
+    #[test]
+    fn deep_nesting_is_stored_raw_not_parsed() {
+        let deep = format!("{}1{}", "[".repeat(65), "]".repeat(65));
+        let line = format!("{{\"a\":{deep}}}");
+        let p = parse_all(line.as_bytes()).remove(0);
+        assert!(p.failure.unwrap().reason.contains("deeper than 64"));
+        let very_deep = "[".repeat(100_000);
+        let p = parse_all(very_deep.as_bytes()).remove(0);
+        assert!(p.failure.is_some());
+    }
+
+    #[test]
+    fn an_overlong_line_is_stored_truncated() {
+        let limits = Limits { max_line_bytes: 10, max_depth: 64 };
+        let item = Item { line: 7, kind: ItemKind::Raw(b"{\"message\":\"far too long\"}") };
+        let p = parse_item(item, &limits);
+        assert_eq!(p.failure.as_ref().map(|f| f.line), Some(7));
+        assert_eq!(p.event.get_str("message"), Some("{\"message\""));
+    }
+}

@@ -1,0 +1,64 @@
+//! The Tripline event model and field catalog.
+//!
+//! An event is one JSON object whose keys are dotted ECS field names
+//! (`source.ip`, `http.response.status_code`). Nested input objects are
+//! flattened into dotted keys at ingest, so every stage downstream sees one
+//! shape. The [`Catalog`] says which fields have a declared type; it is loaded
+//! from `fields.toml`, a data file, so adding a field is not a code change.
+//!
+//! ```
+//! use schemas::{Catalog, Event, FieldType};
+//!
+//! let catalog = Catalog::builtin();
+//! assert_eq!(catalog.get("source.ip").map(|f| f.ty), Some(FieldType::Ip));
+//! assert_eq!(catalog.get("labels.env").map(|f| f.ty), Some(FieldType::Keyword));
+//! assert!(catalog.get("requestParameters.bucketName").is_none());
+//!
+//! let event = Event::from_json(serde_json::json!({"source": {"ip": "10.1.2.3"}})).unwrap();
+//! assert_eq!(event.get("source.ip"), Some(&serde_json::json!("10.1.2.3")));
+//! ```
+
+mod catalog;
+mod event;
+pub mod time;
+
+pub use catalog::{Catalog, FieldDef, FieldType};
+pub use event::{Event, DEPTH_LIMIT};
+
+/// Well-known field names every event carries after ingest.
+pub mod fields {
+    /// Event time.
+    pub const TIMESTAMP: &str = "@timestamp";
+    /// Ingest time.
+    pub const INGESTED: &str = "event.ingested";
+    /// Unique id (assigned when absent).
+    pub const ID: &str = "event.id";
+    /// The source stream's name.
+    pub const DATASET: &str = "event.dataset";
+    /// The message; for raw lines, the line itself.
+    pub const MESSAGE: &str = "message";
+    /// Tags, an array of keywords.
+    pub const TAGS: &str = "tags";
+}
+
+/// Tags Tripline adds to events.
+pub mod tags {
+    /// The line was not valid JSON (or too deep, too long, not UTF-8): stored raw.
+    pub const PARSE_FAILURE: &str = "_parse_failure";
+    /// No timestamp field was found: `@timestamp` is the ingest time.
+    pub const TIMESTAMP_MISSING: &str = "_timestamp_missing";
+}
+
+/// Errors of the schema crate.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The field catalog file could not be parsed.
+    #[error("field catalog {origin}: {message}")]
+    Catalog { origin: String, message: String },
+    /// A field is declared twice in the catalog.
+    #[error("field catalog {origin}: field {name:?} is declared twice")]
+    DuplicateField { origin: String, name: String },
+    /// An event is not a JSON object.
+    #[error("an event must be a JSON object, found {found}")]
+    NotAnObject { found: &'static str },
+}
