@@ -25,11 +25,20 @@ pub fn normalize(event: &mut Event, dataset: &str, now_text: &str) {
     event.insert(fields::INGESTED, now_text.to_string());
     let id = match event.get(fields::ID) {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => None,
-        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Number(n)) => {
+            let id = n.to_string();
+            event.insert(fields::ID, id);
+            event.set_id_assigned(false);
+            None
+        }
         _ => Some(uuid::Uuid::now_v7().to_string()),
     };
-    if let Some(id) = id {
-        event.insert(fields::ID, id);
+    match id {
+        Some(id) => {
+            event.insert(fields::ID, id);
+            event.set_id_assigned(true);
+        }
+        None => event.set_id_assigned(false),
     }
     event.insert(fields::DATASET, dataset.to_string());
 }

@@ -6,7 +6,9 @@
 //! the whole log: a segment starting at LSN `s` holds bytes `s..s+len`.
 //! Each record is `len: u32 LE | crc: u32 LE | payload`, where `crc` is the
 //! CRC32C of the length bytes followed by the payload. A payload is one
-//! ingest batch as NDJSON of normalized events.
+//! ingest batch of normalized events, one a line: a marker byte (`a` when
+//! Tripline assigned the `event.id`, `c` when the client chose it, which
+//! the index deduplicates on) and the event as JSON.
 //!
 //! # Group commit
 //! One writer thread owns the files. Requests queue on a bounded channel; the
@@ -287,8 +289,16 @@ fn decode_payload(payload: &[u8], path: &Path, offset: usize) -> Vec<Event> {
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Event>(line) {
-            Ok(e) => events.push(e),
+        let (assigned, json) = match line.split_first() {
+            Some((b'a', rest)) => (true, rest),
+            Some((b'c', rest)) => (false, rest),
+            _ => (false, line),
+        };
+        match serde_json::from_slice::<Event>(json) {
+            Ok(mut e) => {
+                e.set_id_assigned(assigned);
+                events.push(e);
+            }
             Err(e) => tracing::error!(
                 segment = %path.display(),
                 offset,
@@ -305,6 +315,7 @@ fn decode_payload(payload: &[u8], path: &Path, offset: usize) -> Vec<Event> {
 pub fn encode_payload(events: &[Event]) -> Vec<u8> {
     let mut out = Vec::with_capacity(events.len() * 512);
     for e in events {
+        out.push(if e.id_assigned() { b'a' } else { b'c' });
         serde_json::to_writer(&mut out, e).expect("serializing a JSON map to a Vec cannot fail");
         out.push(b'\n');
     }

@@ -11,10 +11,28 @@ pub const DEPTH_LIMIT: usize = 64;
 /// An event, flattened: nested objects become dotted keys
 /// (`{"source":{"ip":"1.2.3.4"}}` is `{"source.ip":"1.2.3.4"}`).
 /// Arrays are kept as values (an array of objects stays one value).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Serialized, an event is just its map; whether Tripline assigned its
+/// `event.id` ([`Event::id_assigned`]) is kept apart by whoever needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
     fields: Map<String, Value>,
+    id_assigned: bool,
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.fields.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
+        Ok(Event {
+            fields: Map::deserialize(deserializer)?,
+            id_assigned: false,
+        })
+    }
 }
 
 impl Event {
@@ -35,6 +53,17 @@ impl Event {
                 found: json_kind(&other),
             }),
         }
+    }
+
+    /// True when `event.id` was assigned by Tripline (unique by
+    /// construction), false when the sender chose it (and may resend it).
+    pub fn id_assigned(&self) -> bool {
+        self.id_assigned
+    }
+
+    /// Records who chose `event.id`.
+    pub fn set_id_assigned(&mut self, assigned: bool) {
+        self.id_assigned = assigned;
     }
 
     /// The value of a dotted field.
