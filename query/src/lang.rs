@@ -110,7 +110,11 @@ fn expect<'a, T>(what: &'static str, mut p: impl FnMut(&'a str) -> Res<'a, T>) -
     move |i| {
         p(i).map_err(|e| {
             e.map(|mut pe| {
-                pe.expected.get_or_insert(what);
+                // The outer expectation names the error best when nothing
+                // was consumed; deeper errors keep their own.
+                if pe.input.len() == i.len() || pe.expected.is_none() {
+                    pe.expected = Some(what);
+                }
                 pe
             })
         })
