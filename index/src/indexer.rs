@@ -142,7 +142,10 @@ impl Worker {
             if Instant::now() >= next_commit {
                 self.commit();
                 self.close_idle();
-                if self.last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                if self
+                    .last_retention
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
+                {
                     self.apply_retention();
                 }
                 next_commit = Instant::now() + self.config.commit_interval;
@@ -161,7 +164,10 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         let mut by_day: HashMap<Date, Vec<&schemas::Event>> = HashMap::new();
         for event in &batch.events {
-            let day = event_time(event).unwrap_or(now).to_offset(time::UtcOffset::UTC).date();
+            let day = event_time(event)
+                .unwrap_or(now)
+                .to_offset(time::UtcOffset::UTC)
+                .date();
             by_day.entry(day).or_default().push(event);
         }
         for (day, events) in by_day {
@@ -177,7 +183,10 @@ impl Worker {
                 if !event.id_assigned() {
                     if let Some(id) = event.get_str(fields::ID) {
                         // Upsert: a resent event replaces the earlier copy.
-                        w.writer.delete_term(Term::from_field_text(schema.event_id, &id.to_lowercase()));
+                        w.writer.delete_term(Term::from_field_text(
+                            schema.event_id,
+                            &id.to_lowercase(),
+                        ));
                     }
                 }
                 w.writer
@@ -193,7 +202,11 @@ impl Worker {
         Ok(())
     }
 
-    fn writer(&mut self, day: Date, partition: Arc<Partition>) -> Result<&mut OpenWriter, IndexError> {
+    fn writer(
+        &mut self,
+        day: Date,
+        partition: Arc<Partition>,
+    ) -> Result<&mut OpenWriter, IndexError> {
         if !self.writers.contains_key(&day) {
             while self.writers.len() >= self.config.max_open_writers.max(1) {
                 let lru = self
@@ -204,7 +217,10 @@ impl Worker {
                     .expect("writers is not empty inside this loop");
                 self.close_writer(lru);
             }
-            let budget = self.config.writer_memory_bytes.max((16 << 20) * self.config.writer_threads.max(1));
+            let budget = self
+                .config
+                .writer_memory_bytes
+                .max((16 << 20) * self.config.writer_threads.max(1));
             let writer = partition
                 .index
                 .writer_with_num_threads(self.config.writer_threads.max(1), budget)
@@ -219,7 +235,10 @@ impl Worker {
                 },
             );
         }
-        Ok(self.writers.get_mut(&day).expect("inserted above when absent"))
+        Ok(self
+            .writers
+            .get_mut(&day)
+            .expect("inserted above when absent"))
     }
 
     /// Commits one writer's documents (if any) at the current position.
@@ -228,7 +247,10 @@ impl Worker {
             return Ok(());
         }
         let day = w.partition.day;
-        let mut prepared = w.writer.prepare_commit().map_err(|e| IndexError::tantivy(day, e))?;
+        let mut prepared = w
+            .writer
+            .prepare_commit()
+            .map_err(|e| IndexError::tantivy(day, e))?;
         prepared.set_payload(&commit_payload(lsn));
         prepared.commit().map_err(|e| IndexError::tantivy(day, e))?;
         w.partition.set_committed_lsn(lsn);
@@ -279,9 +301,13 @@ impl Worker {
             return;
         }
         self.checkpoint = lsn;
-        self.metrics.commit_seconds.observe(began.elapsed().as_secs_f64());
+        self.metrics
+            .commit_seconds
+            .observe(began.elapsed().as_secs_f64());
         if let Some(t) = self.oldest_pending.take() {
-            self.metrics.ack_to_searchable_seconds.observe(t.elapsed().as_secs_f64());
+            self.metrics
+                .ack_to_searchable_seconds
+                .observe(t.elapsed().as_secs_f64());
         }
         (self.on_commit)(lsn);
         self.refresh_gauges();
@@ -305,7 +331,9 @@ impl Worker {
             return;
         }
         let today = OffsetDateTime::now_utc().date();
-        let Some(cutoff) = today.checked_sub(time::Duration::days(i64::from(self.config.retention_days))) else {
+        let Some(cutoff) =
+            today.checked_sub(time::Duration::days(i64::from(self.config.retention_days)))
+        else {
             return;
         };
         for p in self.store.all() {
@@ -320,7 +348,9 @@ impl Worker {
                     tracing::info!(partition = %p.day, retention_days = self.config.retention_days, "deleted expired partition");
                     self.metrics.partitions_expired.inc();
                 }
-                Err(e) => tracing::warn!(partition = %p.day, error = %e, "cannot delete expired partition"),
+                Err(e) => {
+                    tracing::warn!(partition = %p.day, error = %e, "cannot delete expired partition")
+                }
             }
         }
         self.refresh_gauges();
@@ -330,6 +360,8 @@ impl Worker {
         let all = self.store.all();
         self.metrics.partitions.set(all.len() as i64);
         let docs: u64 = all.iter().map(|p| p.searcher().num_docs()).sum();
-        self.metrics.docs.set(i64::try_from(docs).unwrap_or(i64::MAX));
+        self.metrics
+            .docs
+            .set(i64::try_from(docs).unwrap_or(i64::MAX));
     }
 }

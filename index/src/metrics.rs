@@ -45,13 +45,45 @@ impl Default for IndexMetrics {
 impl IndexMetrics {
     /// Registers every metric under `tripline_`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("tripline_index_events", "Events added to the index", self.events_indexed.clone());
-        registry.register("tripline_index_replay_skipped_events", "Events skipped at replay, already committed", self.events_skipped.clone());
-        registry.register("tripline_index_docs", "Live documents in all partitions", self.docs.clone());
-        registry.register("tripline_index_partitions", "Day partitions on disk", self.partitions.clone());
-        registry.register("tripline_index_commit_seconds", "Latency of an index commit round", self.commit_seconds.clone());
-        registry.register("tripline_ack_to_searchable_seconds", "Lag from acknowledgement to searchable", self.ack_to_searchable_seconds.clone());
-        registry.register("tripline_index_commit_failures", "Failed index commits", self.commit_failures.clone());
-        registry.register("tripline_index_partitions_expired", "Partitions deleted by retention", self.partitions_expired.clone());
+        registry.register(
+            "tripline_index_events",
+            "Events added to the index",
+            self.events_indexed.clone(),
+        );
+        registry.register(
+            "tripline_index_replay_skipped_events",
+            "Events skipped at replay, already committed",
+            self.events_skipped.clone(),
+        );
+        registry.register(
+            "tripline_index_docs",
+            "Live documents in all partitions",
+            self.docs.clone(),
+        );
+        registry.register(
+            "tripline_index_partitions",
+            "Day partitions on disk",
+            self.partitions.clone(),
+        );
+        registry.register(
+            "tripline_index_commit_seconds",
+            "Latency of an index commit round",
+            self.commit_seconds.clone(),
+        );
+        registry.register(
+            "tripline_ack_to_searchable_seconds",
+            "Lag from acknowledgement to searchable",
+            self.ack_to_searchable_seconds.clone(),
+        );
+        registry.register(
+            "tripline_index_commit_failures",
+            "Failed index commits",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "tripline_index_partitions_expired",
+            "Partitions deleted by retention",
+            self.partitions_expired.clone(),
+        );
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use schemas::{Catalog, FieldType};
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema,
-    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
 };
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
 
@@ -104,11 +104,13 @@ impl EventSchema {
         b.add_bytes_field(SOURCE, STORED);
         b.add_json_field(
             DYNAMIC,
-            JsonObjectOptions::default().set_expand_dots_enabled().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(KEYWORD_TOKENIZER)
-                    .set_index_option(IndexRecordOption::Basic),
-            ),
+            JsonObjectOptions::default()
+                .set_expand_dots_enabled()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(KEYWORD_TOKENIZER)
+                        .set_index_option(IndexRecordOption::Basic),
+                ),
         );
         b.add_u64_field(ID_HASH, FAST);
         EventSchema::from_schema(b.build(), catalog)
@@ -128,7 +130,9 @@ impl EventSchema {
             let entry = schema.get_field_entry(field);
             let ft = entry.field_type();
             let tokenizer = match ft {
-                tantivy::schema::FieldType::Str(o) => o.get_indexing_options().map(|i| i.tokenizer().to_string()),
+                tantivy::schema::FieldType::Str(o) => {
+                    o.get_indexing_options().map(|i| i.tokenizer().to_string())
+                }
                 _ => None,
             };
             let fits = match def.ty {
@@ -155,7 +159,10 @@ impl EventSchema {
             .get(schemas::fields::TIMESTAMP)
             .filter(|f| f.ty == FieldType::Date && f.fast)?
             .field;
-        let event_id = fields.get(schemas::fields::ID).filter(|f| f.ty == FieldType::Keyword)?.field;
+        let event_id = fields
+            .get(schemas::fields::ID)
+            .filter(|f| f.ty == FieldType::Keyword)?
+            .field;
         Some(EventSchema {
             source: schema.get_field(SOURCE).ok()?,
             dynamic: schema.get_field(DYNAMIC).ok()?,
@@ -177,7 +184,9 @@ impl EventSchema {
     pub fn register_tokenizers(index: &tantivy::Index) {
         index.tokenizers().register(
             KEYWORD_TOKENIZER,
-            TextAnalyzer::builder(RawTokenizer::default()).filter(LowerCaser).build(),
+            TextAnalyzer::builder(RawTokenizer::default())
+                .filter(LowerCaser)
+                .build(),
         );
     }
 }
@@ -215,7 +224,10 @@ mod tests {
         let newer = Catalog::from_toml(text, "t").unwrap();
         let mapped = EventSchema::from_schema(old.schema.clone(), newer).unwrap();
         assert!(mapped.field("new.field").is_none());
-        assert!(mapped.field("source.ip").is_none(), "type changed: not used");
+        assert!(
+            mapped.field("source.ip").is_none(),
+            "type changed: not used"
+        );
         assert!(mapped.field("event.id").is_some());
     }
 
@@ -225,7 +237,10 @@ mod tests {
         assert!(s.field("source.ip").is_some());
         assert!(s.field("labels.*").is_none());
         assert_eq!(s.field("message").map(|f| f.ty), Some(FieldType::Text));
-        assert_eq!(s.field("user.name").map(|f| (f.ty, f.fast)), Some((FieldType::Keyword, true)));
+        assert_eq!(
+            s.field("user.name").map(|f| (f.ty, f.fast)),
+            Some((FieldType::Keyword, true))
+        );
         assert_eq!(id_hash("abc"), 0xe71f_a219_0541_574b);
     }
 }

@@ -54,35 +54,57 @@ pub fn decode(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, 
             }
             Ok(body.to_vec())
         }
-        Encoding::Gzip => read_limited(encoding, flate2::bufread::MultiGzDecoder::new(body), limit, body.len()),
+        Encoding::Gzip => read_limited(
+            encoding,
+            flate2::bufread::MultiGzDecoder::new(body),
+            limit,
+            body.len(),
+        ),
         Encoding::Deflate => {
-            match read_limited(encoding, flate2::bufread::ZlibDecoder::new(body), limit, body.len()) {
-                Err(IngestError::BadEncoding { .. }) => {
-                    read_limited(encoding, flate2::bufread::DeflateDecoder::new(body), limit, body.len())
-                }
+            match read_limited(
+                encoding,
+                flate2::bufread::ZlibDecoder::new(body),
+                limit,
+                body.len(),
+            ) {
+                Err(IngestError::BadEncoding { .. }) => read_limited(
+                    encoding,
+                    flate2::bufread::DeflateDecoder::new(body),
+                    limit,
+                    body.len(),
+                ),
                 other => other,
             }
         }
         Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| IngestError::BadEncoding {
-                encoding: "zstd",
-                offset: 0,
-                reason: e.to_string(),
+            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| {
+                IngestError::BadEncoding {
+                    encoding: "zstd",
+                    offset: 0,
+                    reason: e.to_string(),
+                }
             })?;
             read_limited(encoding, decoder, limit, body.len())
         }
     }
 }
 
-fn read_limited(encoding: Encoding, reader: impl Read, limit: usize, compressed_len: usize) -> Result<Vec<u8>, IngestError> {
+fn read_limited(
+    encoding: Encoding,
+    reader: impl Read,
+    limit: usize,
+    compressed_len: usize,
+) -> Result<Vec<u8>, IngestError> {
     let mut out = Vec::with_capacity(compressed_len.saturating_mul(4).min(limit).min(16 << 20));
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut limited = reader.take(cap);
-    limited.read_to_end(&mut out).map_err(|e| IngestError::BadEncoding {
-        encoding: encoding.name(),
-        offset: compressed_len as u64,
-        reason: e.to_string(),
-    })?;
+    limited
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::BadEncoding {
+            encoding: encoding.name(),
+            offset: compressed_len as u64,
+            reason: e.to_string(),
+        })?;
     if out.len() > limit {
         return Err(IngestError::BodyTooLarge { limit });
     }
@@ -106,10 +128,17 @@ mod tests {
         assert_eq!(decode(Encoding::Gzip, &gzip(&data), 1 << 20).unwrap(), data);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&data).unwrap();
-        assert_eq!(decode(Encoding::Deflate, &z.finish().unwrap(), 1 << 20).unwrap(), data);
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        assert_eq!(
+            decode(Encoding::Deflate, &z.finish().unwrap(), 1 << 20).unwrap(),
+            data
+        );
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         raw.write_all(&data).unwrap();
-        assert_eq!(decode(Encoding::Deflate, &raw.finish().unwrap(), 1 << 20).unwrap(), data);
+        assert_eq!(
+            decode(Encoding::Deflate, &raw.finish().unwrap(), 1 << 20).unwrap(),
+            data
+        );
         let zs = zstd::stream::encode_all(&data[..], 3).unwrap();
         assert_eq!(decode(Encoding::Zstd, &zs, 1 << 20).unwrap(), data);
     }
@@ -118,13 +147,25 @@ mod tests {
     fn a_gzip_bomb_is_refused_by_decompressed_size() {
         let bomb = gzip(&vec![b'a'; 50 << 20]);
         assert!(bomb.len() < 100 << 10);
-        assert!(matches!(decode(Encoding::Gzip, &bomb, 1 << 20), Err(IngestError::BodyTooLarge { .. })));
+        assert!(matches!(
+            decode(Encoding::Gzip, &bomb, 1 << 20),
+            Err(IngestError::BodyTooLarge { .. })
+        ));
     }
 
     #[test]
     fn corrupt_streams_and_unknown_codings_are_errors() {
-        assert!(matches!(decode(Encoding::Gzip, b"not gzip", 100), Err(IngestError::BadEncoding { .. })));
-        assert!(matches!(Encoding::from_header(Some("br")), Err(IngestError::UnsupportedEncoding(_))));
-        assert_eq!(Encoding::from_header(Some(" GZIP ")).unwrap(), Encoding::Gzip);
+        assert!(matches!(
+            decode(Encoding::Gzip, b"not gzip", 100),
+            Err(IngestError::BadEncoding { .. })
+        ));
+        assert!(matches!(
+            Encoding::from_header(Some("br")),
+            Err(IngestError::UnsupportedEncoding(_))
+        ));
+        assert_eq!(
+            Encoding::from_header(Some(" GZIP ")).unwrap(),
+            Encoding::Gzip
+        );
     }
 }

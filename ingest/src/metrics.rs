@@ -50,15 +50,55 @@ impl Default for IngestMetrics {
 impl IngestMetrics {
     /// Registers every metric under `tripline_`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("tripline_ingested_events", "Events acknowledged", self.events.clone());
-        registry.register("tripline_ingested_bytes", "Decompressed body bytes acknowledged", self.bytes.clone());
-        registry.register("tripline_parse_failures", "Items stored raw because they did not parse", self.parse_failures.clone());
-        registry.register("tripline_ingest_overloaded", "Ingest requests refused for overload", self.overloaded.clone());
-        registry.register("tripline_wal_bytes", "Bytes appended to the write-ahead log", self.wal_bytes.clone());
-        registry.register("tripline_wal_fsync_seconds", "Latency of write-ahead log fsyncs", self.wal_fsync_seconds.clone());
-        registry.register("tripline_wal_batch_requests", "Requests made durable by one fsync", self.wal_batch_requests.clone());
-        registry.register("tripline_wal_corruptions", "Corrupt or torn WAL records cut off at recovery", self.wal_corruptions.clone());
-        registry.register("tripline_wal_replayed_records", "WAL records replayed at start", self.wal_replayed_records.clone());
-        registry.register("tripline_wal_segments", "WAL segment files on disk", self.wal_segments.clone());
+        registry.register(
+            "tripline_ingested_events",
+            "Events acknowledged",
+            self.events.clone(),
+        );
+        registry.register(
+            "tripline_ingested_bytes",
+            "Decompressed body bytes acknowledged",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "tripline_parse_failures",
+            "Items stored raw because they did not parse",
+            self.parse_failures.clone(),
+        );
+        registry.register(
+            "tripline_ingest_overloaded",
+            "Ingest requests refused for overload",
+            self.overloaded.clone(),
+        );
+        registry.register(
+            "tripline_wal_bytes",
+            "Bytes appended to the write-ahead log",
+            self.wal_bytes.clone(),
+        );
+        registry.register(
+            "tripline_wal_fsync_seconds",
+            "Latency of write-ahead log fsyncs",
+            self.wal_fsync_seconds.clone(),
+        );
+        registry.register(
+            "tripline_wal_batch_requests",
+            "Requests made durable by one fsync",
+            self.wal_batch_requests.clone(),
+        );
+        registry.register(
+            "tripline_wal_corruptions",
+            "Corrupt or torn WAL records cut off at recovery",
+            self.wal_corruptions.clone(),
+        );
+        registry.register(
+            "tripline_wal_replayed_records",
+            "WAL records replayed at start",
+            self.wal_replayed_records.clone(),
+        );
+        registry.register(
+            "tripline_wal_segments",
+            "WAL segment files on disk",
+            self.wal_segments.clone(),
+        );
     }
 }

@@ -3,7 +3,6 @@
 use schemas::{fields, tags, time as ts, Event};
 use serde_json::Value;
 
-
 /// Sets `@timestamp` (from the first parsable of
 /// [`schemas::time::TIMESTAMP_FIELDS`], else the ingest time with tag
 /// `_timestamp_missing`), `event.ingested`, `event.id` (a UUIDv7 when absent)
@@ -47,7 +46,9 @@ pub fn normalize(event: &mut Event, dataset: &str, now_text: &str) {
 pub fn valid_source(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

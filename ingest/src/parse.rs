@@ -59,11 +59,23 @@ pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
                 return raw(line, cut, reason);
             }
             if nested_deeper_than(bytes, limits.max_depth) {
-                return raw(line, bytes, format!("JSON nested deeper than {} levels", limits.max_depth));
+                return raw(
+                    line,
+                    bytes,
+                    format!("JSON nested deeper than {} levels", limits.max_depth),
+                );
             }
             match serde_json::from_slice::<Value>(bytes) {
                 Ok(value) => from_value(line, value, Some(bytes), limits),
-                Err(e) => raw(line, bytes, format!("invalid JSON at column {}: {}", e.column(), strip_position(&e))),
+                Err(e) => raw(
+                    line,
+                    bytes,
+                    format!(
+                        "invalid JSON at column {}: {}",
+                        e.column(),
+                        strip_position(&e)
+                    ),
+                ),
             }
         }
     }
@@ -76,10 +88,17 @@ fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) 
     };
     if depth(&value) > limits.max_depth {
         let t = text();
-        return raw(line, &t, format!("JSON nested deeper than {} levels", limits.max_depth));
+        return raw(
+            line,
+            &t,
+            format!("JSON nested deeper than {} levels", limits.max_depth),
+        );
     }
     match Event::from_json(value.clone()) {
-        Ok(event) => Parsed { event, failure: None },
+        Ok(event) => Parsed {
+            event,
+            failure: None,
+        },
         Err(e) => {
             let t = text();
             raw(line, &t, e.to_string())
@@ -130,7 +149,10 @@ mod tests {
     /// (input line, expected failure reason fragment or None)
     const CASES: &[(&[u8], Option<&str>)] = &[
         (br#"{"message":"ok"}"#, None),
-        (br#"{"a":1"#, Some("invalid JSON at column 6: EOF while parsing an object")),
+        (
+            br#"{"a":1"#,
+            Some("invalid JSON at column 6: EOF while parsing an object"),
+        ),
         (b"plain text", Some("invalid JSON at column 1")),
         (b"42", Some("must be a JSON object, found a number")),
         (b"\"quoted\"", Some("must be a JSON object, found a string")),
@@ -146,7 +168,12 @@ mod tests {
             match (want, &p.failure) {
                 (None, None) => {}
                 (Some(want), Some(f)) => {
-                    assert!(f.reason.contains(want), "{:?}: {}", String::from_utf8_lossy(input), f.reason);
+                    assert!(
+                        f.reason.contains(want),
+                        "{:?}: {}",
+                        String::from_utf8_lossy(input),
+                        f.reason
+                    );
                     assert!(p.event.has_tag(tags::PARSE_FAILURE));
                     assert!(p.event.get_str("message").is_some());
                 }
@@ -174,8 +201,14 @@ mod tests {
 
     #[test]
     fn an_overlong_line_is_stored_truncated() {
-        let limits = Limits { max_line_bytes: 10, max_depth: 64 };
-        let item = Item { line: 7, kind: ItemKind::Raw(b"{\"message\":\"far too long\"}") };
+        let limits = Limits {
+            max_line_bytes: 10,
+            max_depth: 64,
+        };
+        let item = Item {
+            line: 7,
+            kind: ItemKind::Raw(b"{\"message\":\"far too long\"}"),
+        };
         let p = parse_item(item, &limits);
         assert_eq!(p.failure.as_ref().map(|f| f.line), Some(7));
         assert_eq!(p.event.get_str("message"), Some("{\"message\""));

@@ -97,10 +97,17 @@ impl Ingestor {
         body: Bytes,
     ) -> Result<IngestReport, IngestError> {
         if !valid_source(source) {
-            return Err(IngestError::BadSource { name: source.to_string() });
+            return Err(IngestError::BadSource {
+                name: source.to_string(),
+            });
         }
         let encoding = Encoding::from_header(content_encoding)?;
-        let _permit = match tokio::time::timeout(self.config.queue_timeout, self.permits.clone().acquire_owned()).await {
+        let _permit = match tokio::time::timeout(
+            self.config.queue_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        {
             Ok(Ok(p)) => p,
             _ => {
                 self.metrics.overloaded.inc();
@@ -109,10 +116,18 @@ impl Ingestor {
         };
         let config = self.config.clone();
         let source = source.to_string();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))
-            .await
-            .map_err(|e| IngestError::WalFailed { reason: format!("ingest worker failed: {e}") })??;
-        let Prepared { payload, events, report, bytes } = prepared;
+        let prepared =
+            tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))
+                .await
+                .map_err(|e| IngestError::WalFailed {
+                    reason: format!("ingest worker failed: {e}"),
+                })??;
+        let Prepared {
+            payload,
+            events,
+            report,
+            bytes,
+        } = prepared;
         let count = events.len();
         if count == 0 {
             return Ok(report);
@@ -124,7 +139,9 @@ impl Ingestor {
         })?;
         self.metrics.events.inc_by(count as u64);
         self.metrics.bytes.inc_by(bytes as u64);
-        self.metrics.parse_failures.inc_by(report.parse_failures as u64);
+        self.metrics
+            .parse_failures
+            .inc_by(report.parse_failures as u64);
         Ok(report)
     }
 }
@@ -136,7 +153,12 @@ struct Prepared {
     bytes: usize,
 }
 
-fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8]) -> Result<Prepared, IngestError> {
+fn prepare(
+    config: &IngestConfig,
+    source: &str,
+    encoding: Encoding,
+    body: &[u8],
+) -> Result<Prepared, IngestError> {
     let decoded = decode(encoding, body, config.max_body_bytes)?;
     let now = schemas::time::format(time::OffsetDateTime::now_utc());
     let items = frame(&decoded, config.limits.max_depth);
@@ -153,7 +175,10 @@ fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8])
         if let Some(f) = parsed.failure {
             report.parse_failures += 1;
             if report.errors.len() < config.max_reported_errors {
-                report.errors.push(LineError { line: f.line, reason: f.reason });
+                report.errors.push(LineError {
+                    line: f.line,
+                    reason: f.reason,
+                });
             }
         }
         normalize(&mut event, source, &now);

@@ -122,7 +122,10 @@ struct Shared {
 
 impl Shared {
     fn failure(&self) -> Option<String> {
-        self.failure.lock().map(|f| f.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.failure
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn fail(&self, reason: String) {
@@ -142,7 +145,9 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("failure", &self.shared.failure()).finish()
+        f.debug_struct("Wal")
+            .field("failure", &self.shared.failure())
+            .finish()
     }
 }
 
@@ -180,8 +185,12 @@ impl Wal {
                 report.corruptions += 1;
                 report.bytes_dropped += dropped as u64;
                 metrics.wal_corruptions.inc();
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| IngestError::io(&path, e))?;
-                f.set_len(scan.valid_len as u64).map_err(|e| IngestError::io(&path, e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| IngestError::io(&path, e))?;
+                f.set_len(scan.valid_len as u64)
+                    .map_err(|e| IngestError::io(&path, e))?;
                 f.sync_all().map_err(|e| IngestError::io(&path, e))?;
             }
             for (offset, payload) in scan.records {
@@ -251,7 +260,11 @@ impl Wal {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(Msg::Append(Request { payload, events, reply }))
+            .try_send(Msg::Append(Request {
+                payload,
+                events,
+                reply,
+            }))
             .map_err(|e| match e {
                 TrySendError::Full(_) => IngestError::Overloaded,
                 TrySendError::Disconnected(_) => IngestError::WalClosed,
@@ -324,7 +337,8 @@ pub fn encode_payload(events: &[Event]) -> Vec<u8> {
 
 /// Appends a framed record to `out`.
 pub fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).expect("payloads are below MAX_RECORD_LEN, checked by the writer");
+    let len = u32::try_from(payload.len())
+        .expect("payloads are below MAX_RECORD_LEN, checked by the writer");
     let crc = crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), payload);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
@@ -360,12 +374,18 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
             break Some(format!("corrupt length {len}"));
         }
         if rest.len() < HEADER_LEN + len {
-            break Some(format!("torn record: {} of {} payload bytes", rest.len() - HEADER_LEN, len));
+            break Some(format!(
+                "torn record: {} of {} payload bytes",
+                rest.len() - HEADER_LEN,
+                len
+            ));
         }
         let payload = &rest[HEADER_LEN..HEADER_LEN + len];
         let actual = crc32c::crc32c_append(crc32c::crc32c(&rest[0..4]), payload);
         if actual != crc {
-            break Some(format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}"));
+            break Some(format!(
+                "checksum mismatch: stored {crc:08x}, computed {actual:08x}"
+            ));
         }
         records.push((pos, payload));
         pos += HEADER_LEN + len;
@@ -426,7 +446,12 @@ impl Segment {
             .map_err(|e| IngestError::io(&path, e))?;
         file.sync_all().map_err(|e| IngestError::io(&path, e))?;
         sync_dir(dir)?;
-        Ok(Segment { start, len: 0, path, file })
+        Ok(Segment {
+            start,
+            len: 0,
+            path,
+            file,
+        })
     }
 }
 
@@ -476,7 +501,9 @@ impl Writer {
     fn commit_group(&mut self, group: Vec<Request>) {
         if let Some(reason) = self.shared.failure() {
             for r in group {
-                let _ = r.reply.send(Err(IngestError::WalFailed { reason: reason.clone() }));
+                let _ = r.reply.send(Err(IngestError::WalFailed {
+                    reason: reason.clone(),
+                }));
             }
             return;
         }
@@ -492,7 +519,9 @@ impl Writer {
         let mut accepted = Vec::with_capacity(group.len());
         for r in group {
             if r.payload.len() > MAX_RECORD_LEN {
-                let _ = r.reply.send(Err(IngestError::BodyTooLarge { limit: MAX_RECORD_LEN }));
+                let _ = r.reply.send(Err(IngestError::BodyTooLarge {
+                    limit: MAX_RECORD_LEN,
+                }));
                 continue;
             }
             let start = base + self.buf.len() as u64;
@@ -511,19 +540,33 @@ impl Writer {
             tracing::error!(segment = %self.active.path.display(), error = %e, "wal write or fsync failed, refusing all writes until restart");
             self.shared.fail(reason.clone());
             for r in accepted {
-                let _ = r.reply.send(Err(IngestError::WalFailed { reason: reason.clone() }));
+                let _ = r.reply.send(Err(IngestError::WalFailed {
+                    reason: reason.clone(),
+                }));
             }
             return;
         }
-        self.metrics.wal_fsync_seconds.observe(began.elapsed().as_secs_f64());
-        self.metrics.wal_batch_requests.observe(accepted.len() as f64);
+        self.metrics
+            .wal_fsync_seconds
+            .observe(began.elapsed().as_secs_f64());
+        self.metrics
+            .wal_batch_requests
+            .observe(accepted.len() as f64);
         self.metrics.wal_bytes.inc_by(self.buf.len() as u64);
         self.active.len += self.buf.len() as u64;
         for (r, (start, end)) in accepted.into_iter().zip(spans) {
             let _ = r.reply.send(Ok(end));
             // Blocks while the index is behind: back-pressure reaches the
             // request queue, which then refuses new requests.
-            if self.downstream.send(Durable { start, end, events: r.events }).is_err() {
+            if self
+                .downstream
+                .send(Durable {
+                    start,
+                    end,
+                    events: r.events,
+                })
+                .is_err()
+            {
                 tracing::warn!("index stage is gone, durable batches are only in the wal now");
             }
         }
@@ -590,8 +633,11 @@ mod tests {
 
     fn append(wal: &Wal, n: usize) -> u64 {
         let events = vec![event(n)];
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(wal.append(encode_payload(&events), events)).unwrap()
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(wal.append(encode_payload(&events), events))
+            .unwrap()
     }
 
     fn drain(rx: &Receiver<Durable>) -> Vec<usize> {
@@ -671,7 +717,14 @@ mod tests {
             fs::remove_file(p).unwrap();
         }
         let (tx, _rx) = sync_channel(10);
-        let (wal, rec) = Wal::open(WalConfig::new(dir.path()), 0, 10_000, IngestMetrics::default(), tx).unwrap();
+        let (wal, rec) = Wal::open(
+            WalConfig::new(dir.path()),
+            0,
+            10_000,
+            IngestMetrics::default(),
+            tx,
+        )
+        .unwrap();
         assert_eq!(rec.next_lsn, 10_000);
         assert!(append(&wal, 5) > 10_000);
         wal.close();
@@ -692,7 +745,10 @@ mod tests {
         o.wal.close();
         let after = list_segments(dir.path()).unwrap();
         assert!(after.len() < before);
-        assert!(after[0].0 <= ends[9], "a segment holding unreleased records was deleted");
+        assert!(
+            after[0].0 <= ends[9],
+            "a segment holding unreleased records was deleted"
+        );
         let o = open(dir.path(), ends[9], 100);
         assert_eq!(drain(&o.rx), (10..=20).collect::<Vec<_>>());
         o.wal.close();

@@ -7,14 +7,14 @@ use index::doc::{parse_ip, to_tantivy_date};
 use index::schema::{EventSchema, TEXT_TOKENIZER};
 use schemas::FieldType;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, PhraseQuery, Query, RangeQuery,
-    RegexQuery, TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, PhraseQuery,
+    Query, RangeQuery, RegexQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::Term;
 
-use crate::lang::{push_literal, Expr, Value, Word};
+use crate::lang::{Expr, Value, Word};
 use crate::QueryError;
 
 /// Compiles `expr` against `schema`.
@@ -46,12 +46,15 @@ pub fn compile(expr: &Expr, schema: &EventSchema) -> Result<Box<dyn Query>, Quer
             Ok(Box::new(BooleanQuery::new(clauses)))
         }
         Expr::Clause { field: None, value } => {
-            let message = schema
-                .field(schemas::fields::MESSAGE)
-                .ok_or_else(|| QueryError::Unsupported("this partition has no message field".into()))?;
+            let message = schema.field(schemas::fields::MESSAGE).ok_or_else(|| {
+                QueryError::Unsupported("this partition has no message field".into())
+            })?;
             text_clause(schemas::fields::MESSAGE, message.field, value)
         }
-        Expr::Clause { field: Some(name), value } => match schema.field(name) {
+        Expr::Clause {
+            field: Some(name),
+            value,
+        } => match schema.field(name) {
             Some(indexed) => typed_clause(name, indexed.field, indexed.ty, indexed.fast, value),
             None => dynamic_clause(schema.dynamic, name, value),
         },
@@ -73,7 +76,10 @@ fn words(text: &str) -> Vec<String> {
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .build();
-    debug_assert_eq!(TEXT_TOKENIZER, "default", "this analyzer mirrors tantivy's default tokenizer");
+    debug_assert_eq!(
+        TEXT_TOKENIZER, "default",
+        "this analyzer mirrors tantivy's default tokenizer"
+    );
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {
@@ -84,7 +90,10 @@ fn words(text: &str) -> Vec<String> {
 
 fn text_clause(name: &str, field: Field, value: &Value) -> Result<Box<dyn Query>, QueryError> {
     let phrase_of = |text: &str| -> Box<dyn Query> {
-        let terms: Vec<Term> = words(text).iter().map(|w| Term::from_field_text(field, w)).collect();
+        let terms: Vec<Term> = words(text)
+            .iter()
+            .map(|w| Term::from_field_text(field, w))
+            .collect();
         match terms.len() {
             0 => Box::new(EmptyQuery),
             1 => term_query(terms.into_iter().next().expect("one term")),
@@ -92,7 +101,9 @@ fn text_clause(name: &str, field: Field, value: &Value) -> Result<Box<dyn Query>
         }
     };
     match value {
-        Value::Word(Word { pattern: Some(p), .. }) => regex(p, field),
+        Value::Word(Word {
+            pattern: Some(p), ..
+        }) => regex(p, field),
         Value::Word(Word { text, .. }) | Value::Phrase(text) => Ok(phrase_of(text)),
         Value::Exists => regex(".*", field),
         Value::Range { .. } => Err(QueryError::Unsupported(format!(
@@ -101,7 +112,13 @@ fn text_clause(name: &str, field: Field, value: &Value) -> Result<Box<dyn Query>
     }
 }
 
-fn typed_clause(name: &str, field: Field, ty: FieldType, fast: bool, value: &Value) -> Result<Box<dyn Query>, QueryError> {
+fn typed_clause(
+    name: &str,
+    field: Field,
+    ty: FieldType,
+    fast: bool,
+    value: &Value,
+) -> Result<Box<dyn Query>, QueryError> {
     if ty == FieldType::Text {
         return text_clause(name, field, value);
     }
@@ -126,10 +143,14 @@ fn typed_clause(name: &str, field: Field, ty: FieldType, fast: bool, value: &Val
     match ty {
         FieldType::Keyword => match pattern {
             Some(p) => regex(p, field),
-            None => Ok(term_query(Term::from_field_text(field, &text.to_lowercase()))),
+            None => Ok(term_query(Term::from_field_text(
+                field,
+                &text.to_lowercase(),
+            ))),
         },
         FieldType::Ip if text.contains('/') => {
-            let (lo, hi) = cidr(text).ok_or_else(|| bad_value(name, text, "an IP network such as 10.0.0.0/8"))?;
+            let (lo, hi) = cidr(text)
+                .ok_or_else(|| bad_value(name, text, "an IP network such as 10.0.0.0/8"))?;
             Ok(Box::new(RangeQuery::new(
                 Bound::Included(Term::from_field_ip_addr(field, lo)),
                 Bound::Included(Term::from_field_ip_addr(field, hi)),
@@ -141,7 +162,10 @@ fn typed_clause(name: &str, field: Field, ty: FieldType, fast: bool, value: &Val
                 .map(|t| to_tantivy_date(t + time::Duration::days(1)))
                 .map(|d| Term::from_field_date(field, d))
                 .ok_or_else(|| bad_value(name, text, "a date"))?;
-            Ok(Box::new(RangeQuery::new(Bound::Included(start), Bound::Excluded(end))))
+            Ok(Box::new(RangeQuery::new(
+                Bound::Included(start),
+                Bound::Excluded(end),
+            )))
         }
         _ => {
             if pattern.is_some() {
@@ -154,7 +178,10 @@ fn typed_clause(name: &str, field: Field, ty: FieldType, fast: bool, value: &Val
                 FieldType::Date => {
                     // The inverted index keeps dates to the second: match the
                     // exact instant through the fast column instead.
-                    Box::new(RangeQuery::new(Bound::Included(term.clone()), Bound::Included(term)))
+                    Box::new(RangeQuery::new(
+                        Bound::Included(term.clone()),
+                        Bound::Included(term),
+                    ))
                 }
                 _ => term_query(term),
             })
@@ -177,7 +204,9 @@ fn bad_value(name: &str, text: &str, want: &str) -> QueryError {
 /// A term of the field's type from the text of a query.
 fn parse_typed(name: &str, field: Field, ty: FieldType, text: &str) -> Result<Term, QueryError> {
     match ty {
-        FieldType::Keyword | FieldType::Text => Ok(Term::from_field_text(field, &text.to_lowercase())),
+        FieldType::Keyword | FieldType::Text => {
+            Ok(Term::from_field_text(field, &text.to_lowercase()))
+        }
         FieldType::Long => text
             .parse::<i64>()
             .map(|v| Term::from_field_i64(field, v))
@@ -213,7 +242,10 @@ fn range_query(
     upper: &Bound<String>,
 ) -> Result<Box<dyn Query>, QueryError> {
     let (min, max) = match ty {
-        FieldType::Long => (Term::from_field_i64(field, i64::MIN), Term::from_field_i64(field, i64::MAX)),
+        FieldType::Long => (
+            Term::from_field_i64(field, i64::MIN),
+            Term::from_field_i64(field, i64::MAX),
+        ),
         FieldType::Double => (
             Term::from_field_f64(field, f64::NEG_INFINITY),
             Term::from_field_f64(field, f64::INFINITY),
@@ -226,12 +258,19 @@ fn range_query(
             Term::from_field_date(field, tantivy::DateTime::from_timestamp_nanos(i64::MIN)),
             Term::from_field_date(field, tantivy::DateTime::from_timestamp_nanos(i64::MAX)),
         ),
-        FieldType::Boolean => (Term::from_field_bool(field, false), Term::from_field_bool(field, true)),
+        FieldType::Boolean => (
+            Term::from_field_bool(field, false),
+            Term::from_field_bool(field, true),
+        ),
         FieldType::Keyword => {
             let conv = |b: &Bound<String>| -> Bound<Term> {
                 match b {
-                    Bound::Included(v) => Bound::Included(Term::from_field_text(field, &v.to_lowercase())),
-                    Bound::Excluded(v) => Bound::Excluded(Term::from_field_text(field, &v.to_lowercase())),
+                    Bound::Included(v) => {
+                        Bound::Included(Term::from_field_text(field, &v.to_lowercase()))
+                    }
+                    Bound::Excluded(v) => {
+                        Bound::Excluded(Term::from_field_text(field, &v.to_lowercase()))
+                    }
                     Bound::Unbounded => Bound::Unbounded,
                 }
             };
@@ -242,7 +281,9 @@ fn range_query(
             return Ok(Box::new(InvertedIndexRangeQuery::new(lo, hi)));
         }
         FieldType::Text => {
-            return Err(QueryError::Unsupported(format!("{name} is a text field: ranges need another type")));
+            return Err(QueryError::Unsupported(format!(
+                "{name} is a text field: ranges need another type"
+            )));
         }
     };
     let conv = |b: &Bound<String>, open: &Term| -> Result<Bound<Term>, QueryError> {
@@ -252,7 +293,10 @@ fn range_query(
             Bound::Unbounded => Bound::Included(open.clone()),
         })
     };
-    Ok(Box::new(RangeQuery::new(conv(lower, &min)?, conv(upper, &max)?)))
+    Ok(Box::new(RangeQuery::new(
+        conv(lower, &min)?,
+        conv(upper, &max)?,
+    )))
 }
 
 /// The first and last address of a CIDR network, IPv4 mapped to IPv6.
@@ -273,7 +317,11 @@ pub fn cidr(text: &str) -> Option<(Ipv6Addr, Ipv6Addr)> {
             (v6, len)
         }
     };
-    let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u128::MAX << (128 - bits)
+    };
     let lo = u128::from(base) & mask;
     let hi = lo | !mask;
     Some((Ipv6Addr::from(lo), Ipv6Addr::from(hi)))
@@ -289,11 +337,15 @@ fn dynamic_clause(dynamic: Field, path: &str, value: &Value) -> Result<Box<dyn Q
     let prefix_pattern = || {
         let t = str_term("");
         let mut pattern = String::new();
+        // The path keeps its case (only values are lowercased).
         for c in String::from_utf8_lossy(t.serialized_value_bytes()).chars() {
             if c.is_control() {
                 pattern.push_str(&format!("\\x{:02x}", c as u32));
             } else {
-                push_literal(&mut pattern, c);
+                if c.is_ascii_punctuation() || c == ' ' {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
             }
         }
         pattern
@@ -341,11 +393,28 @@ mod tests {
     #[test]
     fn cidr_bounds() {
         let (lo, hi) = cidr("10.0.0.0/8").unwrap();
-        assert_eq!(lo, "10.0.0.0".parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
-        assert_eq!(hi, "10.255.255.255".parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
+        assert_eq!(
+            lo,
+            "10.0.0.0"
+                .parse::<std::net::Ipv4Addr>()
+                .unwrap()
+                .to_ipv6_mapped()
+        );
+        assert_eq!(
+            hi,
+            "10.255.255.255"
+                .parse::<std::net::Ipv4Addr>()
+                .unwrap()
+                .to_ipv6_mapped()
+        );
         let (lo, hi) = cidr("2001:db8::/32").unwrap();
         assert_eq!(lo, "2001:db8::".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(hi, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            hi,
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse::<Ipv6Addr>()
+                .unwrap()
+        );
         assert!(cidr("10.0.0.0/33").is_none());
         assert!(cidr("nope/8").is_none());
     }

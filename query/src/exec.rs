@@ -89,11 +89,15 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
     let mut total = 0u64;
     let mut below = 0u64;
     let mut top: Vec<(Cursor, usize, DocAddress)> = Vec::new();
+    // Compile once against the current schema so that a bad query is an
+    // error even when no partition is in range.
+    compile::compile(&search.expr, store.schema())?;
     let partitions: Vec<Arc<Partition>> = store.partitions_between(search.start, search.end);
     let mut searchers = Vec::with_capacity(partitions.len());
     for (pi, partition) in partitions.iter().enumerate() {
         let schema = &partition.schema;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, compile::compile(&search.expr, schema)?)];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, compile::compile(&search.expr, schema)?)];
         if search.start.is_some() || search.end.is_some() {
             let bound = |t: Option<OffsetDateTime>, inclusive: bool| match t {
                 Some(t) => {
@@ -108,13 +112,22 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
             };
             clauses.push((
                 Occur::Must,
-                Box::new(RangeQuery::new(bound(search.start, true), bound(search.end, false))),
+                Box::new(RangeQuery::new(
+                    bound(search.start, true),
+                    bound(search.end, false),
+                )),
             ));
         }
         let query = BooleanQuery::new(clauses);
         let searcher = partition.searcher();
         let fruit = searcher
-            .search(&query, &TopByTime { limit, cursor: search.cursor })
+            .search(
+                &query,
+                &TopByTime {
+                    limit,
+                    cursor: search.cursor,
+                },
+            )
             .map_err(|e| QueryError::Index(format!("partition {}: {e}", partition.day)))?;
         total += fruit.total;
         below += fruit.below;
@@ -130,7 +143,10 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
         let doc: TantivyDocument = searcher
             .doc(*addr)
             .map_err(|e| QueryError::Index(format!("partition {}: {e}", partitions[*pi].day)))?;
-        let source = doc.get_first(schema.source).and_then(|v| v.as_bytes()).unwrap_or_default();
+        let source = doc
+            .get_first(schema.source)
+            .and_then(|v| v.as_bytes())
+            .unwrap_or_default();
         let event = serde_json::from_slice(source).unwrap_or_else(|e| {
             serde_json::json!({ "error.message": format!("stored {SOURCE} is unreadable: {e}") })
         });
@@ -176,7 +192,11 @@ impl Collector for TopByTime {
     type Fruit = Fruit;
     type Child = SegmentTop;
 
-    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentTop> {
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentTop> {
         Ok(SegmentTop {
             segment,
             limit: self.limit,
@@ -194,7 +214,11 @@ impl Collector for TopByTime {
     }
 
     fn merge_fruits(&self, fruits: Vec<Fruit>) -> tantivy::Result<Fruit> {
-        let mut out = Fruit { total: 0, below: 0, top: Vec::new() };
+        let mut out = Fruit {
+            total: 0,
+            below: 0,
+            top: Vec::new(),
+        };
         for f in fruits {
             out.total += f.total;
             out.below += f.below;
@@ -212,7 +236,10 @@ impl SegmentCollector for SegmentTop {
     fn collect(&mut self, doc: DocId, _score: Score) {
         self.total += 1;
         let key = Cursor {
-            ts: self.ts.first(doc).map_or(i64::MIN, |d| d.into_timestamp_nanos()),
+            ts: self
+                .ts
+                .first(doc)
+                .map_or(i64::MIN, |d| d.into_timestamp_nanos()),
             hash: self.hash.first(doc).unwrap_or(0),
         };
         if self.cursor.is_some_and(|c| key >= c) {
@@ -221,7 +248,11 @@ impl SegmentCollector for SegmentTop {
         self.below += 1;
         if self.heap.len() < self.limit {
             self.heap.push(Reverse((key, doc)));
-        } else if self.heap.peek().is_some_and(|Reverse(min)| (key, doc) > *min) {
+        } else if self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(min)| (key, doc) > *min)
+        {
             self.heap.pop();
             self.heap.push(Reverse((key, doc)));
         }

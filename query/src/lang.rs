@@ -57,7 +57,10 @@ pub enum Value {
     /// A quoted phrase (exact value on keyword fields).
     Phrase(String),
     /// A range; an unbounded side is `Bound::Unbounded`.
-    Range { lower: Bound<String>, upper: Bound<String> },
+    Range {
+        lower: Bound<String>,
+        upper: Bound<String>,
+    },
     /// `field:*`.
     Exists,
 }
@@ -80,7 +83,10 @@ struct PErr<'a> {
 
 impl<'a> NomParseError<&'a str> for PErr<'a> {
     fn from_error_kind(input: &'a str, _kind: ErrorKind) -> Self {
-        PErr { input, expected: None }
+        PErr {
+            input,
+            expected: None,
+        }
     }
     fn append(_input: &'a str, _kind: ErrorKind, other: Self) -> Self {
         other
@@ -106,7 +112,10 @@ impl<'a> ContextError<&'a str> for PErr<'a> {
 
 type Res<'a, T> = IResult<&'a str, T, PErr<'a>>;
 
-fn expect<'a, T>(what: &'static str, mut p: impl FnMut(&'a str) -> Res<'a, T>) -> impl FnMut(&'a str) -> Res<'a, T> {
+fn expect<'a, T>(
+    what: &'static str,
+    mut p: impl FnMut(&'a str) -> Res<'a, T>,
+) -> impl FnMut(&'a str) -> Res<'a, T> {
     move |i| {
         p(i).map_err(|e| {
             e.map(|mut pe| {
@@ -126,7 +135,10 @@ pub fn parse(input: &str) -> Result<Expr, QueryError> {
     if input.len() > MAX_QUERY_LEN {
         return Err(QueryError::Syntax {
             position: MAX_QUERY_LEN,
-            message: format!("query is {} bytes, longer than the limit of {MAX_QUERY_LEN}", input.len()),
+            message: format!(
+                "query is {} bytes, longer than the limit of {MAX_QUERY_LEN}",
+                input.len()
+            ),
         });
     }
     if input.trim().is_empty() {
@@ -158,7 +170,9 @@ pub fn parse(input: &str) -> Result<Expr, QueryError> {
     }
     let clauses = count_clauses(&expr);
     if clauses > MAX_CLAUSES {
-        return Err(QueryError::TooCostly(format!("{clauses} clauses, over the limit of {MAX_CLAUSES}")));
+        return Err(QueryError::TooCostly(format!(
+            "{clauses} clauses, over the limit of {MAX_CLAUSES}"
+        )));
     }
     Ok(expr)
 }
@@ -188,7 +202,16 @@ fn too_deep(i: &str) -> nom::Err<PErr<'_>> {
 
 /// A keyword: the word followed by a delimiter.
 fn keyword<'a>(kw: &'static str) -> impl FnMut(&'a str) -> Res<'a, &'a str> {
-    terminated(tag(kw), peek(alt((multispace1, tag("("), tag("-"), tag("\""), nom::combinator::eof))))
+    terminated(
+        tag(kw),
+        peek(alt((
+            multispace1,
+            tag("("),
+            tag("-"),
+            tag("\""),
+            nom::combinator::eof,
+        ))),
+    )
 }
 
 fn or_expr(i: &str, depth: usize) -> Res<'_, Expr> {
@@ -201,14 +224,24 @@ fn or_expr(i: &str, depth: usize) -> Res<'_, Expr> {
         let attempt: Res<'_, &str> = preceded(multispace0, keyword("OR"))(i);
         match attempt {
             Ok((rest, _)) => {
-                let (rest, e) = cut(preceded(multispace0, expect("a term after OR", |x| and_expr(x, depth))))(rest)?;
+                let (rest, e) = cut(preceded(
+                    multispace0,
+                    expect("a term after OR", |x| and_expr(x, depth)),
+                ))(rest)?;
                 items.push(e);
                 i = rest;
             }
             Err(_) => break,
         }
     }
-    Ok((i, if items.len() == 1 { items.remove(0) } else { Expr::Or(items) }))
+    Ok((
+        i,
+        if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items)
+        },
+    ))
 }
 
 fn and_expr(i: &str, depth: usize) -> Res<'_, Expr> {
@@ -216,12 +249,17 @@ fn and_expr(i: &str, depth: usize) -> Res<'_, Expr> {
     let mut items = vec![first];
     loop {
         // Stop before OR and before a closing parenthesis.
-        let probe = multispace0::<&str, PErr<'_>>(i).map(|(r, _)| r).unwrap_or(i);
+        let probe = multispace0::<&str, PErr<'_>>(i)
+            .map(|(r, _)| r)
+            .unwrap_or(i);
         if probe.is_empty() || probe.starts_with(')') || keyword("OR")(probe).is_ok() {
             break;
         }
         if let Ok((rest, _)) = keyword("AND")(probe) {
-            let (rest, e) = cut(preceded(multispace0, expect("a term after AND", |x| unary(x, depth))))(rest)?;
+            let (rest, e) = cut(preceded(
+                multispace0,
+                expect("a term after AND", |x| unary(x, depth)),
+            ))(rest)?;
             items.push(e);
             i = rest;
             continue;
@@ -234,7 +272,14 @@ fn and_expr(i: &str, depth: usize) -> Res<'_, Expr> {
         items.push(e);
         i = rest;
     }
-    Ok((i, if items.len() == 1 { items.remove(0) } else { Expr::And(items) }))
+    Ok((
+        i,
+        if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        },
+    ))
 }
 
 fn unary(i: &str, depth: usize) -> Res<'_, Expr> {
@@ -242,7 +287,10 @@ fn unary(i: &str, depth: usize) -> Res<'_, Expr> {
         return Err(too_deep(i));
     }
     if let Ok((rest, _)) = keyword("NOT")(i) {
-        let (rest, e) = cut(preceded(multispace0, expect("a term after NOT", |x| unary(x, depth + 1))))(rest)?;
+        let (rest, e) = cut(preceded(
+            multispace0,
+            expect("a term after NOT", |x| unary(x, depth + 1)),
+        ))(rest)?;
         return Ok((rest, Expr::Not(Box::new(e))));
     }
     if let Some(rest) = i.strip_prefix('-') {
@@ -256,7 +304,10 @@ fn unary(i: &str, depth: usize) -> Res<'_, Expr> {
 
 fn primary(i: &str, depth: usize) -> Res<'_, Expr> {
     if let Some(rest) = i.strip_prefix('(') {
-        let (rest, e) = cut(preceded(multispace0, expect("a term after (", |x| or_expr(x, depth + 1))))(rest)?;
+        let (rest, e) = cut(preceded(
+            multispace0,
+            expect("a term after (", |x| or_expr(x, depth + 1)),
+        ))(rest)?;
         let (rest, _) = cut(preceded(multispace0, expect("')'", char(')'))))(rest)?;
         return Ok((rest, e));
     }
@@ -272,19 +323,33 @@ fn primary(i: &str, depth: usize) -> Res<'_, Expr> {
     }
     if i.starts_with('"') {
         let (rest, p) = phrase(i)?;
-        return Ok((rest, Expr::Clause { field: None, value: Value::Phrase(p) }));
+        return Ok((
+            rest,
+            Expr::Clause {
+                field: None,
+                value: Value::Phrase(p),
+            },
+        ));
     }
     let (rest, w) = expect("a term", word)(i)?;
     if w.text == "*" {
         return Ok((rest, Expr::All));
     }
-    Ok((rest, Expr::Clause { field: None, value: Value::Word(w) }))
+    Ok((
+        rest,
+        Expr::Clause {
+            field: None,
+            value: Value::Word(w),
+        },
+    ))
 }
 
 fn field_name(i: &str) -> Res<'_, &str> {
     recognize(preceded(
         take_while1(|c: char| c.is_alphanumeric() || c == '_' || c == '@'),
-        opt(take_while1(|c: char| c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '-'))),
+        opt(take_while1(|c: char| {
+            c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '-')
+        })),
     ))(i)
 }
 
@@ -293,7 +358,13 @@ fn value(i: &str) -> Res<'_, Value> {
         map(phrase, Value::Phrase),
         range,
         compare,
-        map(terminated(char('*'), peek(alt((multispace1, tag(")"), nom::combinator::eof)))), |_| Value::Exists),
+        map(
+            terminated(
+                char('*'),
+                peek(alt((multispace1, tag(")"), nom::combinator::eof))),
+            ),
+            |_| Value::Exists,
+        ),
         map(word, Value::Word),
     ))(i)
 }
@@ -323,7 +394,10 @@ fn range(i: &str) -> Res<'_, Value> {
     let (i, lower) = cut(preceded(multispace0, expect("a lower bound", bound)))(i)?;
     let (i, _) = cut(preceded(multispace1, expect("TO", tag("TO"))))(i)?;
     let (i, upper) = cut(preceded(multispace1, expect("an upper bound", bound)))(i)?;
-    let (i, close) = cut(preceded(multispace0, expect("']' or '}'", alt((char(']'), char('}'))))))(i)?;
+    let (i, close) = cut(preceded(
+        multispace0,
+        expect("']' or '}'", alt((char(']'), char('}')))),
+    ))(i)?;
     let make = |b: Option<String>, inclusive: bool| match b {
         None => Bound::Unbounded,
         Some(v) if inclusive => Bound::Included(v),
@@ -341,24 +415,42 @@ fn range(i: &str) -> Res<'_, Value> {
 fn bound(i: &str) -> Res<'_, Option<String>> {
     alt((
         map(phrase, Some),
-        map(take_while1(|c: char| !c.is_whitespace() && !matches!(c, ']' | '}' | '[' | '{')), |s: &str| {
-            if s == "*" {
-                None
-            } else {
-                Some(s.to_string())
-            }
-        }),
+        map(
+            take_while1(|c: char| !c.is_whitespace() && !matches!(c, ']' | '}' | '[' | '{')),
+            |s: &str| {
+                if s == "*" {
+                    None
+                } else {
+                    Some(s.to_string())
+                }
+            },
+        ),
     ))(i)
 }
 
 fn compare(i: &str) -> Res<'_, Value> {
     let (i, op) = alt((tag(">="), tag("<="), tag(">"), tag("<")))(i)?;
-    let (i, w) = cut(expect("a value after the comparison", alt((phrase, map(word, |w| w.text)))))(i)?;
+    let (i, w) = cut(expect(
+        "a value after the comparison",
+        alt((phrase, map(word, |w| w.text))),
+    ))(i)?;
     let v = match op {
-        ">=" => Value::Range { lower: Bound::Included(w), upper: Bound::Unbounded },
-        ">" => Value::Range { lower: Bound::Excluded(w), upper: Bound::Unbounded },
-        "<=" => Value::Range { lower: Bound::Unbounded, upper: Bound::Included(w) },
-        _ => Value::Range { lower: Bound::Unbounded, upper: Bound::Excluded(w) },
+        ">=" => Value::Range {
+            lower: Bound::Included(w),
+            upper: Bound::Unbounded,
+        },
+        ">" => Value::Range {
+            lower: Bound::Excluded(w),
+            upper: Bound::Unbounded,
+        },
+        "<=" => Value::Range {
+            lower: Bound::Unbounded,
+            upper: Bound::Included(w),
+        },
+        _ => Value::Range {
+            lower: Bound::Unbounded,
+            upper: Bound::Excluded(w),
+        },
     };
     Ok((i, v))
 }
@@ -409,7 +501,10 @@ fn word(i: &str) -> Res<'_, Word> {
         }
     }
     if end == 0 {
-        return Err(nom::Err::Error(PErr { input: i, expected: None }));
+        return Err(nom::Err::Error(PErr {
+            input: i,
+            expected: None,
+        }));
     }
     Ok((
         &i[end..],
@@ -441,10 +536,16 @@ mod tests {
         }
     }
     fn w(s: &str) -> Value {
-        Value::Word(Word { text: s.into(), pattern: None })
+        Value::Word(Word {
+            text: s.into(),
+            pattern: None,
+        })
     }
     fn bare(s: &str) -> Expr {
-        Expr::Clause { field: None, value: w(s) }
+        Expr::Clause {
+            field: None,
+            value: w(s),
+        }
     }
 
     /// (query, expected expression)
@@ -452,37 +553,88 @@ mod tests {
     fn queries_parse_to_their_expressions() {
         let cases: Vec<(&str, Expr)> = vec![
             ("user.name:alice", clause("user.name", w("alice"))),
-            ("url.path:\"/api/v1\"", clause("url.path", Value::Phrase("/api/v1".into()))),
-            ("failed password", Expr::And(vec![bare("failed"), bare("password")])),
-            ("a OR b c", Expr::Or(vec![bare("a"), Expr::And(vec![bare("b"), bare("c")])])),
-            ("a AND (b OR c)", Expr::And(vec![bare("a"), Expr::Or(vec![bare("b"), bare("c")])])),
+            (
+                "url.path:\"/api/v1\"",
+                clause("url.path", Value::Phrase("/api/v1".into())),
+            ),
+            (
+                "failed password",
+                Expr::And(vec![bare("failed"), bare("password")]),
+            ),
+            (
+                "a OR b c",
+                Expr::Or(vec![bare("a"), Expr::And(vec![bare("b"), bare("c")])]),
+            ),
+            (
+                "a AND (b OR c)",
+                Expr::And(vec![bare("a"), Expr::Or(vec![bare("b"), bare("c")])]),
+            ),
             ("NOT a", Expr::Not(Box::new(bare("a")))),
-            ("-a b", Expr::And(vec![Expr::Not(Box::new(bare("a"))), bare("b")])),
+            (
+                "-a b",
+                Expr::And(vec![Expr::Not(Box::new(bare("a"))), bare("b")]),
+            ),
             ("source.ip:10.0.0.0/8", clause("source.ip", w("10.0.0.0/8"))),
             ("destination.ip:::1", clause("destination.ip", w("::1"))),
-            ("@timestamp:2026-11-23T10:00:00Z", clause("@timestamp", w("2026-11-23T10:00:00Z"))),
+            (
+                "@timestamp:2026-11-23T10:00:00Z",
+                clause("@timestamp", w("2026-11-23T10:00:00Z")),
+            ),
             (
                 "http.response.status_code:>=500",
                 clause(
                     "http.response.status_code",
-                    Value::Range { lower: Bound::Included("500".into()), upper: Bound::Unbounded },
+                    Value::Range {
+                        lower: Bound::Included("500".into()),
+                        upper: Bound::Unbounded,
+                    },
                 ),
             ),
             (
                 "x:[1 TO 5}",
-                clause("x", Value::Range { lower: Bound::Included("1".into()), upper: Bound::Excluded("5".into()) }),
+                clause(
+                    "x",
+                    Value::Range {
+                        lower: Bound::Included("1".into()),
+                        upper: Bound::Excluded("5".into()),
+                    },
+                ),
             ),
-            ("x:[* TO 5]", clause("x", Value::Range { lower: Bound::Unbounded, upper: Bound::Included("5".into()) })),
+            (
+                "x:[* TO 5]",
+                clause(
+                    "x",
+                    Value::Range {
+                        lower: Bound::Unbounded,
+                        upper: Bound::Included("5".into()),
+                    },
+                ),
+            ),
             ("user.name:*", clause("user.name", Value::Exists)),
             ("*", Expr::All),
             ("", Expr::All),
             (
                 "user.name:adm*n",
-                clause("user.name", Value::Word(Word { text: "adm*n".into(), pattern: Some("adm.*n".into()) })),
+                clause(
+                    "user.name",
+                    Value::Word(Word {
+                        text: "adm*n".into(),
+                        pattern: Some("adm.*n".into()),
+                    }),
+                ),
             ),
             ("a\\*b", bare("a*b")),
-            ("\"failed password\"", Expr::Clause { field: None, value: Value::Phrase("failed password".into()) }),
-            ("requestParameters.bucketName:secret-bucket", clause("requestParameters.bucketName", w("secret-bucket"))),
+            (
+                "\"failed password\"",
+                Expr::Clause {
+                    field: None,
+                    value: Value::Phrase("failed password".into()),
+                },
+            ),
+            (
+                "requestParameters.bucketName:secret-bucket",
+                clause("requestParameters.bucketName", w("secret-bucket")),
+            ),
             ("ORACLE", bare("ORACLE")),
         ];
         for (q, want) in cases {
@@ -504,7 +656,9 @@ mod tests {
         ];
         for (q, pos) in cases {
             match parse(q) {
-                Err(QueryError::Syntax { position, message }) => assert_eq!(position, pos, "{q}: {message}"),
+                Err(QueryError::Syntax { position, message }) => {
+                    assert_eq!(position, pos, "{q}: {message}")
+                }
                 other => panic!("{q}: {other:?}"),
             }
         }

@@ -32,7 +32,11 @@ pub enum QueryError {
     Syntax { position: usize, message: String },
     /// A value does not fit its field's type.
     #[error("{field}: {value:?} is not {expected}")]
-    BadValue { field: String, value: String, expected: String },
+    BadValue {
+        field: String,
+        value: String,
+        expected: String,
+    },
     /// The query asks for something the field cannot do.
     #[error("{0}")]
     Unsupported(String),

@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn family_matches_only_below_its_prefix() {
         let c = Catalog::builtin();
-        assert_eq!(c.get("labels.team").map(|f| f.name.as_str()), Some("labels.*"));
+        assert_eq!(
+            c.get("labels.team").map(|f| f.name.as_str()),
+            Some("labels.*")
+        );
         assert!(c.get("labels").is_none());
         assert!(c.get("labelsx").is_none());
     }
@@ -155,7 +158,8 @@ mod tests {
         let bad = "[[field]]\nname = \"a\"\ntype = \"keyword\"\nindexed = true\n";
         let err = Catalog::from_toml(bad, "t").unwrap_err().to_string();
         assert!(err.contains("indexed"), "{err}");
-        let dup = "[[field]]\nname = \"a\"\ntype = \"long\"\n[[field]]\nname = \"a\"\ntype = \"long\"\n";
+        let dup =
+            "[[field]]\nname = \"a\"\ntype = \"long\"\n[[field]]\nname = \"a\"\ntype = \"long\"\n";
         assert!(matches!(
             Catalog::from_toml(dup, "t"),
             Err(SchemaError::DuplicateField { .. })

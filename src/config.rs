@@ -1,0 +1,219 @@
+//! `tripline.toml`: typed, unknown keys rejected, validated once at start.
+//! Every key has a default, so no file at all is a working configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the WAL, the index and the tokens live.
+    pub data_dir: PathBuf,
+    /// The HTTP API's address. Loopback unless you mean otherwise.
+    pub listen: SocketAddr,
+    /// Ingest limits.
+    pub ingest: IngestSection,
+    /// Write-ahead log.
+    pub wal: WalSection,
+    /// Index.
+    pub index: IndexSection,
+    /// Search limits.
+    pub search: SearchSection,
+    /// `/metrics`.
+    pub metrics: MetricsSection,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./tripline-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7490)),
+            ingest: IngestSection::default(),
+            wal: WalSection::default(),
+            index: IndexSection::default(),
+            search: SearchSection::default(),
+            metrics: MetricsSection::default(),
+        }
+    }
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Largest request body, counted after decompression.
+    pub max_body_bytes: usize,
+    /// Longest line parsed as JSON.
+    pub max_line_bytes: usize,
+    /// Deepest JSON nesting parsed.
+    pub max_json_depth: usize,
+    /// Requests decoded at once.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> IngestSection {
+        IngestSection {
+            max_body_bytes: 64 << 20,
+            max_line_bytes: 1 << 20,
+            max_json_depth: 64,
+            max_concurrent_requests: 8,
+        }
+    }
+}
+
+/// `[wal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalSection {
+    /// Size at which a new segment file is started.
+    pub segment_bytes: u64,
+    /// Requests waiting for the log before new ones get 429.
+    pub queue_depth: usize,
+}
+
+impl Default for WalSection {
+    fn default() -> WalSection {
+        WalSection {
+            segment_bytes: 64 << 20,
+            queue_depth: 1024,
+        }
+    }
+}
+
+/// `[index]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSection {
+    /// Milliseconds between commits (how soon events are searchable).
+    pub commit_interval_ms: u64,
+    /// Days of events kept; 0 keeps all.
+    pub retention_days: u32,
+    /// Memory budget of one partition writer, in MiB.
+    pub writer_memory_mb: usize,
+    /// Indexing threads of one partition writer.
+    pub writer_threads: usize,
+    /// Partitions written at once.
+    pub max_open_writers: usize,
+}
+
+impl Default for IndexSection {
+    fn default() -> IndexSection {
+        IndexSection {
+            commit_interval_ms: 1000,
+            retention_days: 30,
+            writer_memory_mb: 128,
+            writer_threads: 2,
+            max_open_writers: 4,
+        }
+    }
+}
+
+/// `[search]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSection {
+    /// Searches run at once; more wait.
+    pub max_concurrent: usize,
+    /// Default hits per page.
+    pub default_limit: usize,
+}
+
+impl Default for SearchSection {
+    fn default() -> SearchSection {
+        SearchSection {
+            max_concurrent: 4,
+            default_limit: 100,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve `/metrics` without a token (for a scraper on a trusted network).
+    pub public: bool,
+}
+
+impl Config {
+    /// Reads `path`; unknown keys are errors naming the key.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.ingest.max_body_bytes == 0 || self.ingest.max_line_bytes == 0 {
+            bail!("ingest limits must be positive");
+        }
+        if self.ingest.max_json_depth == 0 || self.ingest.max_json_depth > 128 {
+            bail!("ingest.max_json_depth must be between 1 and 128");
+        }
+        if self.index.commit_interval_ms < 10 {
+            bail!("index.commit_interval_ms must be at least 10");
+        }
+        if self.index.writer_threads == 0 || self.index.max_open_writers == 0 {
+            bail!("index.writer_threads and index.max_open_writers must be positive");
+        }
+        if self.wal.segment_bytes < 4096 {
+            bail!("wal.segment_bytes must be at least 4096");
+        }
+        Ok(())
+    }
+
+    /// The commit interval.
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.index.commit_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_is_a_working_config_on_loopback() {
+        let c = Config::parse("").unwrap();
+        c.validate().unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.listen.port(), 7490);
+        assert_eq!(c.index.retention_days, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = format!(
+            "{:#}",
+            Config::parse("[index]\nretention = 5\n").unwrap_err()
+        );
+        assert!(err.contains("retention"), "{err}");
+        let err = format!("{:#}", Config::parse("listen_addr = \"x\"\n").unwrap_err());
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn sections_override_defaults() {
+        let c = Config::parse("listen = \"0.0.0.0:9000\"\n[index]\ncommit_interval_ms = 200\n")
+            .unwrap();
+        assert_eq!(c.commit_interval(), Duration::from_millis(200));
+        assert_eq!(c.listen.port(), 9000);
+        assert!(Config::parse("[index]\ncommit_interval_ms = 1\n")
+            .unwrap()
+            .validate()
+            .is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Wiring: data directory, token store, index, indexer thread, WAL, HTTP.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use index::{EventSchema, IndexMetrics, Indexer, IndexerConfig, Store};
+use ingest::{IngestConfig, IngestMetrics, Ingestor, Wal, WalConfig};
+use prometheus_client::registry::Registry;
+use schemas::Catalog;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::auth::TokenStore;
+use crate::config::Config;
+
+/// Runs the daemon on `listener` until `shutdown` is cancelled, then stops
+/// accepting, finishes in-flight requests, makes the WAL's queue durable and
+/// commits the index.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let data = config.data_dir.clone();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating data dir {}", data.display()))?;
+    let env_admin = std::env::var("TRIPLINE_ADMIN_TOKEN").ok();
+    let (tokens, written) = TokenStore::open(&data, env_admin.as_deref())?;
+    if let Some(path) = written {
+        println!("admin token written to {}", path.display());
+    }
+
+    let mut registry = Registry::default();
+    let ingest_metrics = IngestMetrics::default();
+    let index_metrics = IndexMetrics::default();
+    ingest_metrics.register(&mut registry);
+    index_metrics.register(&mut registry);
+
+    let store = Arc::new(Store::open(
+        &data.join("index"),
+        EventSchema::new(Catalog::builtin()),
+    )?);
+    let (to_index, from_wal) = std::sync::mpsc::sync_channel(16);
+    let wal_cell: Arc<OnceLock<Arc<Wal>>> = Arc::new(OnceLock::new());
+    let release = wal_cell.clone();
+    let indexer = Indexer::spawn(
+        store.clone(),
+        IndexerConfig {
+            commit_interval: config.commit_interval(),
+            writer_memory_bytes: config.index.writer_memory_mb << 20,
+            writer_threads: config.index.writer_threads,
+            max_open_writers: config.index.max_open_writers,
+            retention_days: config.index.retention_days,
+            ..IndexerConfig::default()
+        },
+        from_wal,
+        index_metrics,
+        Box::new(move |lsn| {
+            if let Some(wal) = release.get() {
+                wal.release(lsn);
+            }
+        }),
+    )?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let ingestor_cell = Arc::new(OnceLock::new());
+    let state = AppState {
+        ingestor: ingestor_cell.clone(),
+        store: store.clone(),
+        tokens: Arc::new(tokens),
+        registry: Arc::new(registry),
+        metrics_public: config.metrics.public,
+        search_permits: Arc::new(Semaphore::new(config.search.max_concurrent.max(1))),
+        default_limit: config.search.default_limit,
+        max_body_bytes: config.ingest.max_body_bytes,
+        ready: ready.clone(),
+    };
+    let addr = listener.local_addr()?;
+    println!("tripline listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %data.display(), "listening");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
+
+    // Replay the WAL into the index while /healthz already answers.
+    let wal_dir = data.join("wal");
+    let replay_from = store.checkpoint()?;
+    let floor = store.max_committed_lsn();
+    let wal_config = WalConfig {
+        segment_bytes: config.wal.segment_bytes,
+        queue_depth: config.wal.queue_depth,
+        ..WalConfig::new(&wal_dir)
+    };
+    let metrics = ingest_metrics.clone();
+    let (wal, recovered) = tokio::task::spawn_blocking(move || {
+        Wal::open(wal_config, replay_from, floor, metrics, to_index)
+    })
+    .await
+    .context("wal replay task")??;
+    tracing::info!(
+        replayed = recovered.replayed,
+        skipped = recovered.skipped,
+        corruptions = recovered.corruptions,
+        next_lsn = recovered.next_lsn,
+        "write-ahead log recovered"
+    );
+    let wal = Arc::new(wal);
+    let _ = wal_cell.set(wal.clone());
+    wal.release(replay_from);
+    let ingest_config = IngestConfig {
+        max_body_bytes: config.ingest.max_body_bytes,
+        limits: ingest::parse::Limits {
+            max_line_bytes: config.ingest.max_line_bytes,
+            max_depth: config.ingest.max_json_depth,
+        },
+        max_concurrent_requests: config.ingest.max_concurrent_requests,
+        ..IngestConfig::default()
+    };
+    let _ = ingestor_cell.set(Ingestor::new(wal.clone(), ingest_config, ingest_metrics));
+    ready.store(true, Ordering::SeqCst);
+    println!("tripline ready");
+
+    let served = server.await.context("http server task")?;
+    tracing::info!("shutting down: flushing the write-ahead log and committing the index");
+    let closing = wal.clone();
+    tokio::task::spawn_blocking(move || {
+        closing.close();
+        indexer.join();
+    })
+    .await
+    .context("shutdown task")?;
+    served.context("http server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The admin token file of a data directory.
+pub fn admin_token_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.token")
+}
