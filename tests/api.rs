@@ -1,4 +1,5 @@
 //! End to end: the daemon on port 0, a real HTTP client.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

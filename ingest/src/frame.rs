@@ -59,9 +59,8 @@ pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
 
 fn lines(body: &[u8]) -> Vec<Item<'_>> {
     let mut items = Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
-    let mut line_no = 0;
-    for line in body.split(|&b| b == b'\n') {
-        line_no += 1;
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line_no = i + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;

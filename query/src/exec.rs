@@ -132,7 +132,7 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
         total += fruit.total;
         below += fruit.below;
         top.extend(fruit.top.into_iter().map(|(k, a)| (k, pi, a)));
-        top.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        top.sort_unstable_by_key(|t| Reverse(t.0));
         top.truncate(limit);
         searchers.push(searcher);
     }
@@ -224,7 +224,7 @@ impl Collector for TopByTime {
             out.below += f.below;
             out.top.extend(f.top);
         }
-        out.top.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        out.top.sort_unstable_by_key(|t| Reverse(t.0));
         out.top.truncate(self.limit);
         Ok(out)
     }

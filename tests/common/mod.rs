@@ -1,5 +1,5 @@
 //! Boots the real `tripline` binary on port 0 and talks to it over HTTP.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
