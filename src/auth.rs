@@ -123,9 +123,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = opts.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(contents)?;
         f.sync_all()?;
     }
@@ -137,22 +135,17 @@ impl TokenStore {
     /// Opens the store in `data_dir`. Without `env_admin` and without any
     /// admin token yet, generates one and writes it to `admin.token`;
     /// returns that file's path when it did.
-    pub fn open(
-        data_dir: &Path,
-        env_admin: Option<&str>,
-    ) -> anyhow::Result<(TokenStore, Option<PathBuf>)> {
+    pub fn open(data_dir: &Path, env_admin: Option<&str>) -> anyhow::Result<(TokenStore, Option<PathBuf>)> {
         let path = data_dir.join("tokens.json");
         let file: TokenFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing {}", path.display()))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenFile::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         let mut entries = Vec::new();
         for t in &file.tokens {
-            let hash = unhex(&t.sha256).with_context(|| {
-                format!("{}: token {:?} has a bad hash", path.display(), t.name)
-            })?;
+            let hash =
+                unhex(&t.sha256).with_context(|| format!("{}: token {:?} has a bad hash", path.display(), t.name))?;
             entries.push(Entry {
                 name: t.name.clone(),
                 hash,
@@ -245,20 +238,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        assert_eq!(
-            store.authorize(Some(&token), Scope::Search).unwrap(),
-            "admin"
-        );
+        assert_eq!(store.authorize(Some(&token), Scope::Search).unwrap(), "admin");
         let stored = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
-        assert!(
-            !stored.contains(&token),
-            "tokens.json must hold hashes only"
-        );
+        assert!(!stored.contains(&token), "tokens.json must hold hashes only");
         let (_, again) = TokenStore::open(dir.path(), None).unwrap();
         assert!(again.is_none());
     }
@@ -274,19 +258,11 @@ mod tests {
             store.authorize(Some(&ingest), Scope::Search),
             Err(AuthError::Forbidden { .. })
         ));
-        assert_eq!(
-            store.authorize(Some("nope"), Scope::Ingest),
-            Err(AuthError::Invalid)
-        );
-        assert_eq!(
-            store.authorize(None, Scope::Ingest),
-            Err(AuthError::Missing)
-        );
+        assert_eq!(store.authorize(Some("nope"), Scope::Ingest), Err(AuthError::Invalid));
+        assert_eq!(store.authorize(None, Scope::Ingest), Err(AuthError::Missing));
         assert!(store.authorize(Some("env-secret"), Scope::Admin).is_ok());
         let (reopened, _) = TokenStore::open(dir.path(), None).unwrap();
         assert!(reopened.authorize(Some(&ingest), Scope::Ingest).is_ok());
-        assert!(reopened
-            .authorize(Some("env-secret"), Scope::Admin)
-            .is_err());
+        assert!(reopened.authorize(Some("env-secret"), Scope::Admin).is_err());
     }
 }

@@ -44,34 +44,20 @@ fn token(args: &QueryArgs) -> anyhow::Result<String> {
 /// Runs the query and prints the hits.
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let token = token(&args)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let url = format!("{}/api/v1/search", args.server.trim_end_matches('/'));
-    let body =
-        json!({ "query": args.query, "start": args.start, "end": args.end, "limit": args.limit });
+    let body = json!({ "query": args.query, "start": args.start, "end": args.end, "limit": args.limit });
     let mut response = agent
         .post(&url)
         .header("Authorization", &format!("Bearer {token}"))
         .send_json(&body)
         .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
-    let answer: Value = response
-        .body_mut()
-        .read_json()
-        .context("reading the response")?;
+    let answer: Value = response.body_mut().read_json().context("reading the response")?;
     if !status.is_success() {
-        let msg = answer
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("request failed");
+        let msg = answer.get("error").and_then(Value::as_str).unwrap_or("request failed");
         if let Some(pos) = answer.get("position").and_then(Value::as_u64) {
-            bail!(
-                "{status}: {msg}\n  {}\n  {}^",
-                args.query,
-                " ".repeat(pos as usize)
-            );
+            bail!("{status}: {msg}\n  {}\n  {}^", args.query, " ".repeat(pos as usize));
         }
         bail!("{status}: {msg}");
     }
@@ -108,10 +94,7 @@ pub fn row(hit: &Value) -> String {
                     if k == "@timestamp" || k.starts_with("event.") {
                         continue;
                     }
-                    let v = v
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string());
+                    let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                     parts.push(format!("{k}={v}"));
                 }
             }
@@ -119,11 +102,7 @@ pub fn row(hit: &Value) -> String {
         }
     };
     let summary: String = summary.chars().take(160).collect();
-    format!(
-        "{:<27}  {:<16}  {summary}",
-        get("@timestamp"),
-        get("event.dataset")
-    )
+    format!("{:<27}  {:<16}  {summary}", get("@timestamp"), get("event.dataset"))
 }
 
 #[cfg(test)]
@@ -135,10 +114,6 @@ mod tests {
         let with_message = json!({"@timestamp": "2026-11-23T10:00:00Z", "event.dataset": "api", "message": "a\nb"});
         assert!(row(&with_message).ends_with("a b"));
         let fields = json!({"@timestamp": "t", "event.dataset": "ct", "event.id": "x", "user.name": "bob", "n": 1});
-        assert!(
-            row(&fields).ends_with("n=1 user.name=bob"),
-            "{}",
-            row(&fields)
-        );
+        assert!(row(&fields).ends_with("n=1 user.name=bob"), "{}", row(&fields));
     }
 }

@@ -144,8 +144,7 @@ pub struct MetricsSection {
 impl Config {
     /// Reads `path`; unknown keys are errors naming the key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         Config::parse(&text).with_context(|| format!("config {}", path.display()))
     }
 
@@ -196,10 +195,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = format!(
-            "{:#}",
-            Config::parse("[index]\nretention = 5\n").unwrap_err()
-        );
+        let err = format!("{:#}", Config::parse("[index]\nretention = 5\n").unwrap_err());
         assert!(err.contains("retention"), "{err}");
         let err = format!("{:#}", Config::parse("listen_addr = \"x\"\n").unwrap_err());
         assert!(err.contains("listen_addr"), "{err}");
@@ -207,8 +203,7 @@ mod tests {
 
     #[test]
     fn sections_override_defaults() {
-        let c = Config::parse("listen = \"0.0.0.0:9000\"\n[index]\ncommit_interval_ms = 200\n")
-            .unwrap();
+        let c = Config::parse("listen = \"0.0.0.0:9000\"\n[index]\ncommit_interval_ms = 200\n").unwrap();
         assert_eq!(c.commit_interval(), Duration::from_millis(200));
         assert_eq!(c.listen.port(), 9000);
         assert!(Config::parse("[index]\ncommit_interval_ms = 1\n")

@@ -20,15 +20,10 @@ use crate::config::Config;
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops
 /// accepting, finishes in-flight requests, makes the WAL's queue durable and
 /// commits the index.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
     let data = config.data_dir.clone();
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("creating data dir {}", data.display()))?;
+    std::fs::create_dir_all(&data).with_context(|| format!("creating data dir {}", data.display()))?;
     let env_admin = std::env::var("TRIPLINE_ADMIN_TOKEN").ok();
     let (tokens, written) = TokenStore::open(&data, env_admin.as_deref())?;
     if let Some(path) = written {
@@ -41,10 +36,7 @@ pub async fn run(
     ingest_metrics.register(&mut registry);
     index_metrics.register(&mut registry);
 
-    let store = Arc::new(Store::open(
-        &data.join("index"),
-        EventSchema::new(Catalog::builtin()),
-    )?);
+    let store = Arc::new(Store::open(&data.join("index"), EventSchema::new(Catalog::builtin()))?);
     let (to_index, from_wal) = std::sync::mpsc::sync_channel(16);
     let wal_cell: Arc<OnceLock<Arc<Wal>>> = Arc::new(OnceLock::new());
     let release = wal_cell.clone();
@@ -99,11 +91,10 @@ pub async fn run(
         ..WalConfig::new(&wal_dir)
     };
     let metrics = ingest_metrics.clone();
-    let (wal, recovered) = tokio::task::spawn_blocking(move || {
-        Wal::open(wal_config, replay_from, floor, metrics, to_index)
-    })
-    .await
-    .context("wal replay task")??;
+    let (wal, recovered) =
+        tokio::task::spawn_blocking(move || Wal::open(wal_config, replay_from, floor, metrics, to_index))
+            .await
+            .context("wal replay task")??;
     tracing::info!(
         replayed = recovered.replayed,
         skipped = recovered.skipped,

@@ -14,11 +14,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tripline",
-    version,
-    about = "Centralized security log pipeline"
-)]
+#[command(name = "tripline", version, about = "Centralized security log pipeline")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

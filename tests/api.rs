@@ -27,14 +27,7 @@ fn gzip_ndjson_is_found_by_field_phrase_time_range_and_cidr() {
         json!({"eventTime": "2026-11-22T12:00:00Z", "eventName": "GetObject", "requestParameters": {"bucketName": "secret-bucket"}, "sourceIPAddress": "203.0.113.5", "http.response.status_code": 503}),
     ];
     let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let (status, report) = ingest(
-        &d.base,
-        "mixed",
-        Some(ADMIN),
-        &gzip(body.as_bytes()),
-        Some("gzip"),
-    )
-    .unwrap();
+    let (status, report) = ingest(&d.base, "mixed", Some(ADMIN), &gzip(body.as_bytes()), Some("gzip")).unwrap();
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["accepted"], 3);
     assert_eq!(report["failed"], 0);
@@ -60,10 +53,7 @@ fn gzip_ndjson_is_found_by_field_phrase_time_range_and_cidr() {
     assert_eq!(one("\"failed password\"", json!({})).len(), 1);
     assert_eq!(one("\"password failed\"", json!({})).len(), 0);
     assert_eq!(one("message:\"publickey for deploy\"", json!({})).len(), 1);
-    assert_eq!(
-        one("source.ip:10.0.0.0/8", json!({}))[0]["user.name"],
-        "root"
-    );
+    assert_eq!(one("source.ip:10.0.0.0/8", json!({}))[0]["user.name"], "root");
     assert_eq!(
         one("source.ip:192.168.0.0/16 OR source.ip:10.1.2.3", json!({})).len(),
         2
@@ -72,20 +62,11 @@ fn gzip_ndjson_is_found_by_field_phrase_time_range_and_cidr() {
         one("requestParameters.bucketName:secret-bucket", json!({}))[0]["eventName"],
         "GetObject"
     );
-    assert_eq!(
-        one("requestParameters.bucketName:secret-*", json!({})).len(),
-        1
-    );
+    assert_eq!(one("requestParameters.bucketName:secret-*", json!({})).len(), 1);
     assert_eq!(one("requestParameters.bucketName:*", json!({})).len(), 1);
     assert_eq!(one("http.response.status_code:>=500", json!({})).len(), 1);
-    assert_eq!(
-        one("http.response.status_code:[200 TO 503]", json!({})).len(),
-        2
-    );
-    assert_eq!(
-        one("user.name:* AND NOT user.name:deploy", json!({})).len(),
-        1
-    );
+    assert_eq!(one("http.response.status_code:[200 TO 503]", json!({})).len(), 2);
+    assert_eq!(one("user.name:* AND NOT user.name:deploy", json!({})).len(), 1);
     // Event time, not ingest time, decides the range; newest first.
     let range = one(
         "*",
@@ -116,24 +97,13 @@ fn the_cursor_pages_through_ten_thousand_hits_without_skips_or_repeats() {
             1_700_000_000 + i / 7
         ));
     }
-    let (status, report) = ingest(
-        &d.base,
-        "paging",
-        Some(ADMIN),
-        &gzip(body.as_bytes()),
-        Some("gzip"),
-    )
-    .unwrap();
+    let (status, report) = ingest(&d.base, "paging", Some(ADMIN), &gzip(body.as_bytes()), Some("gzip")).unwrap();
     assert_eq!(status, 200);
     assert_eq!(report["accepted"], 10_000);
     wait_total(&d.base, "page", 10_000);
     let ids = all_ids(&d.base, "page", 999);
     assert_eq!(ids.len(), 10_000);
-    assert_eq!(
-        ids.iter().collect::<HashSet<_>>().len(),
-        10_000,
-        "a hit was repeated"
-    );
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 10_000, "a hit was repeated");
     // Newest first across pages.
     let (_, first) = search(&d.base, ADMIN, json!({"query": "page", "limit": 1}));
     assert_eq!(first["hits"][0]["@timestamp"], "2023-11-14T22:37:08Z");
@@ -178,10 +148,7 @@ fn a_gzip_bomb_is_refused_with_413() {
     assert!(bomb.len() < 1 << 20);
     let (status, body) = ingest(&d.base, "bomb", Some(ADMIN), &bomb, Some("gzip")).unwrap();
     assert_eq!(status, 413, "{body}");
-    assert!(body["error"]
-        .as_str()
-        .unwrap()
-        .contains("after decompression"));
+    assert!(body["error"].as_str().unwrap().contains("after decompression"));
     // Still serving.
     let (status, _) = ingest(&d.base, "ok", Some(ADMIN), b"{}", None).unwrap();
     assert_eq!(status, 200);
@@ -215,42 +182,21 @@ fn missing_invalid_and_wrong_scope_tokens_are_refused() {
     let metrics = agent().get(&d.url("/metrics")).call().unwrap();
     assert_eq!(metrics.status().as_u16(), 401);
     // Health needs no token.
-    assert_eq!(
-        agent()
-            .get(&d.url("/healthz"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        agent()
-            .get(&d.url("/readyz"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(agent().get(&d.url("/healthz")).call().unwrap().status().as_u16(), 200);
+    assert_eq!(agent().get(&d.url("/readyz")).call().unwrap().status().as_u16(), 200);
 }
 
 #[test]
 fn a_resent_event_id_is_stored_once() {
     let (_dir, d) = boot();
-    let body = b"{\"event\":{\"id\":\"retry-1\"},\"message\":\"once\"}\n{\"event.id\":\"retry-2\",\"message\":\"once\"}\n";
+    let body =
+        b"{\"event\":{\"id\":\"retry-1\"},\"message\":\"once\"}\n{\"event.id\":\"retry-2\",\"message\":\"once\"}\n";
     for _ in 0..3 {
-        assert_eq!(
-            ingest(&d.base, "r", Some(ADMIN), body, None).unwrap().0,
-            200
-        );
+        assert_eq!(ingest(&d.base, "r", Some(ADMIN), body, None).unwrap().0, 200);
     }
     wait_total(&d.base, "event.id:retry-1 OR event.id:retry-2", 2);
     // A later commit must not bring a duplicate back.
-    assert_eq!(
-        ingest(&d.base, "r", Some(ADMIN), body, None).unwrap().0,
-        200
-    );
+    assert_eq!(ingest(&d.base, "r", Some(ADMIN), body, None).unwrap().0, 200);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (_, found) = search(&d.base, ADMIN, json!({"query": "once"}));
     assert_eq!(found["total"], 2, "{found}");
@@ -276,9 +222,7 @@ fn query_syntax_errors_get_400_with_the_position() {
 fn metrics_expose_ingest_wal_and_index_figures() {
     let (_dir, d) = boot();
     assert_eq!(
-        ingest(&d.base, "m", Some(ADMIN), b"{\"a\":1}\nnope\n", None)
-            .unwrap()
-            .0,
+        ingest(&d.base, "m", Some(ADMIN), b"{\"a\":1}\nnope\n", None).unwrap().0,
         200
     );
     wait_total(&d.base, "*", 2);
@@ -309,12 +253,7 @@ fn sigterm_flushes_and_a_restart_finds_everything() {
     // A long commit interval: only the shutdown commit makes them searchable.
     let mut d = Daemon::start(&data, "[index]\ncommit_interval_ms = 600000\n");
     let body: String = (0..100).map(|i| format!("{{\"n\":{i}}}\n")).collect();
-    assert_eq!(
-        ingest(&d.base, "s", Some(ADMIN), body.as_bytes(), None)
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(ingest(&d.base, "s", Some(ADMIN), body.as_bytes(), None).unwrap().0, 200);
     assert!(d.stop().success());
     let d = Daemon::start(&data, FAST_COMMITS);
     wait_total(&d.base, "*", 100);

@@ -25,7 +25,11 @@ fn client(name: &'static str, base: Arc<Mutex<String>>, stop: Arc<AtomicBool>) -
             .enumerate()
             .map(|(i, id)| {
                 // Two partitions: today and yesterday.
-                let ts = if i % 2 == 0 { yesterday.unix_timestamp() } else { time::OffsetDateTime::now_utc().unix_timestamp() };
+                let ts = if i % 2 == 0 {
+                    yesterday.unix_timestamp()
+                } else {
+                    time::OffsetDateTime::now_utc().unix_timestamp()
+                };
                 format!("{{\"event\":{{\"id\":\"{id}\"}},\"@timestamp\":{ts},\"message\":\"crash test {name}\"}}\n")
             })
             .collect();
@@ -70,7 +74,11 @@ fn sigkill_while_streaming_loses_no_acknowledged_event_and_duplicates_none() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     let acked: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
-    assert!(acked.len() >= 1000, "the clients made too little progress: {}", acked.len());
+    assert!(
+        acked.len() >= 1000,
+        "the clients made too little progress: {}",
+        acked.len()
+    );
 
     // One more kill with nothing in flight: replay alone must be exact.
     daemon.kill();
@@ -90,5 +98,8 @@ fn sigkill_while_streaming_loses_no_acknowledged_event_and_duplicates_none() {
         .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
         .filter(|&n| n > 0)
         .count();
-    assert!(replays > 0, "no restart replayed anything: the test did not exercise recovery\n{log}");
+    assert!(
+        replays > 0,
+        "no restart replayed anything: the test did not exercise recovery\n{log}"
+    );
 }

@@ -42,9 +42,7 @@ pub fn to_document(schema: &EventSchema, event: &Event) -> TantivyDocument {
 
 /// The event's time, from `@timestamp` (set by ingest); `None` if absent.
 pub fn event_time(event: &Event) -> Option<OffsetDateTime> {
-    event
-        .get(fields::TIMESTAMP)
-        .and_then(schemas::time::parse_value)
+    event.get(fields::TIMESTAMP).and_then(schemas::time::parse_value)
 }
 
 /// Converts a time to tantivy's.
@@ -53,12 +51,7 @@ pub fn to_tantivy_date(t: OffsetDateTime) -> DateTime {
 }
 
 /// Adds `value` to a typed field; false when (part of) it does not fit the type.
-fn add_typed(
-    doc: &mut TantivyDocument,
-    field: tantivy::schema::Field,
-    ty: FieldType,
-    value: &Value,
-) -> bool {
+fn add_typed(doc: &mut TantivyDocument, field: tantivy::schema::Field, ty: FieldType, value: &Value) -> bool {
     if let Value::Array(items) = value {
         let mut all = true;
         for item in items {
@@ -150,8 +143,6 @@ fn to_owned(v: &Value) -> OwnedValue {
         }
         Value::String(s) => OwnedValue::Str(s.clone()),
         Value::Array(items) => OwnedValue::Array(items.iter().map(to_owned).collect()),
-        Value::Object(map) => {
-            OwnedValue::Object(map.iter().map(|(k, v)| (k.clone(), to_owned(v))).collect())
-        }
+        Value::Object(map) => OwnedValue::Object(map.iter().map(|(k, v)| (k.clone(), to_owned(v))).collect()),
     }
 }

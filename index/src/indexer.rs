@@ -164,10 +164,7 @@ impl Worker {
         let now = OffsetDateTime::now_utc();
         let mut by_day: HashMap<Date, Vec<&schemas::Event>> = HashMap::new();
         for event in &batch.events {
-            let day = event_time(event)
-                .unwrap_or(now)
-                .to_offset(time::UtcOffset::UTC)
-                .date();
+            let day = event_time(event).unwrap_or(now).to_offset(time::UtcOffset::UTC).date();
             by_day.entry(day).or_default().push(event);
         }
         for (day, events) in by_day {
@@ -183,10 +180,8 @@ impl Worker {
                 if !event.id_assigned() {
                     if let Some(id) = event.get_str(fields::ID) {
                         // Upsert: a resent event replaces the earlier copy.
-                        w.writer.delete_term(Term::from_field_text(
-                            schema.event_id,
-                            &id.to_lowercase(),
-                        ));
+                        w.writer
+                            .delete_term(Term::from_field_text(schema.event_id, &id.to_lowercase()));
                     }
                 }
                 w.writer
@@ -202,11 +197,7 @@ impl Worker {
         Ok(())
     }
 
-    fn writer(
-        &mut self,
-        day: Date,
-        partition: Arc<Partition>,
-    ) -> Result<&mut OpenWriter, IndexError> {
+    fn writer(&mut self, day: Date, partition: Arc<Partition>) -> Result<&mut OpenWriter, IndexError> {
         if !self.writers.contains_key(&day) {
             while self.writers.len() >= self.config.max_open_writers.max(1) {
                 let lru = self
@@ -235,10 +226,7 @@ impl Worker {
                 },
             );
         }
-        Ok(self
-            .writers
-            .get_mut(&day)
-            .expect("inserted above when absent"))
+        Ok(self.writers.get_mut(&day).expect("inserted above when absent"))
     }
 
     /// Commits one writer's documents (if any) at the current position.
@@ -247,10 +235,7 @@ impl Worker {
             return Ok(());
         }
         let day = w.partition.day;
-        let mut prepared = w
-            .writer
-            .prepare_commit()
-            .map_err(|e| IndexError::tantivy(day, e))?;
+        let mut prepared = w.writer.prepare_commit().map_err(|e| IndexError::tantivy(day, e))?;
         prepared.set_payload(&commit_payload(lsn));
         prepared.commit().map_err(|e| IndexError::tantivy(day, e))?;
         w.partition.set_committed_lsn(lsn);
@@ -301,9 +286,7 @@ impl Worker {
             return;
         }
         self.checkpoint = lsn;
-        self.metrics
-            .commit_seconds
-            .observe(began.elapsed().as_secs_f64());
+        self.metrics.commit_seconds.observe(began.elapsed().as_secs_f64());
         if let Some(t) = self.oldest_pending.take() {
             self.metrics
                 .ack_to_searchable_seconds
@@ -331,9 +314,7 @@ impl Worker {
             return;
         }
         let today = OffsetDateTime::now_utc().date();
-        let Some(cutoff) =
-            today.checked_sub(time::Duration::days(i64::from(self.config.retention_days)))
-        else {
+        let Some(cutoff) = today.checked_sub(time::Duration::days(i64::from(self.config.retention_days))) else {
             return;
         };
         for p in self.store.all() {
@@ -360,8 +341,6 @@ impl Worker {
         let all = self.store.all();
         self.metrics.partitions.set(all.len() as i64);
         let docs: u64 = all.iter().map(|p| p.searcher().num_docs()).sum();
-        self.metrics
-            .docs
-            .set(i64::try_from(docs).unwrap_or(i64::MAX));
+        self.metrics.docs.set(i64::try_from(docs).unwrap_or(i64::MAX));
     }
 }

@@ -48,17 +48,11 @@ pub enum IndexError {
     },
     /// The checkpoint file is not what Tripline writes.
     #[error("checkpoint {path}: {reason}")]
-    BadCheckpoint {
-        path: std::path::PathBuf,
-        reason: String,
-    },
+    BadCheckpoint { path: std::path::PathBuf, reason: String },
 }
 
 impl IndexError {
-    pub(crate) fn tantivy(
-        partition: impl std::fmt::Display,
-        source: tantivy::TantivyError,
-    ) -> IndexError {
+    pub(crate) fn tantivy(partition: impl std::fmt::Display, source: tantivy::TantivyError) -> IndexError {
         IndexError::Tantivy {
             partition: partition.to_string(),
             source,

@@ -55,29 +55,24 @@ impl Partition {
                 docstore_blocksize: 64 << 10,
                 ..IndexSettings::default()
             };
-            let directory =
-                MmapDirectory::open(&dir).map_err(|e| IndexError::tantivy(&name, e.into()))?;
-            Index::create(directory, schema.schema.clone(), settings)
-                .map_err(|e| IndexError::tantivy(&name, e))?
+            let directory = MmapDirectory::open(&dir).map_err(|e| IndexError::tantivy(&name, e.into()))?;
+            Index::create(directory, schema.schema.clone(), settings).map_err(|e| IndexError::tantivy(&name, e))?
         };
         EventSchema::register_tokenizers(&index);
-        let own =
-            EventSchema::from_schema(index.schema(), schema.catalog.clone()).ok_or_else(|| {
-                IndexError::tantivy(
-                    &name,
-                    tantivy::TantivyError::SchemaError(
-                        "not a Tripline partition: its schema lacks Tripline's fields".into(),
-                    ),
-                )
-            })?;
+        let own = EventSchema::from_schema(index.schema(), schema.catalog.clone()).ok_or_else(|| {
+            IndexError::tantivy(
+                &name,
+                tantivy::TantivyError::SchemaError(
+                    "not a Tripline partition: its schema lacks Tripline's fields".into(),
+                ),
+            )
+        })?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| IndexError::tantivy(&name, e))?;
-        let meta = index
-            .load_metas()
-            .map_err(|e| IndexError::tantivy(&name, e))?;
+        let meta = index.load_metas().map_err(|e| IndexError::tantivy(&name, e))?;
         let committed = meta.payload.as_deref().and_then(parse_payload).unwrap_or(0);
         Ok(Partition {
             day,
@@ -96,9 +91,7 @@ impl Partition {
 
     /// Makes the last commit visible to new searchers.
     pub fn reload(&self) -> Result<(), IndexError> {
-        self.reader
-            .reload()
-            .map_err(|e| IndexError::tantivy(self.day, e))
+        self.reader.reload().map_err(|e| IndexError::tantivy(self.day, e))
     }
 
     /// WAL position up to which this partition has committed its events.
@@ -125,12 +118,7 @@ fn parse_payload(s: &str) -> Option<u64> {
 
 /// `YYYY-MM-DD`.
 pub fn day_name(day: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    )
+    format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
 }
 
 fn parse_day(name: &str) -> Option<Date> {
@@ -199,11 +187,7 @@ impl Store {
         if lo > hi {
             return Vec::new();
         }
-        self.read()
-            .range(lo..=hi)
-            .rev()
-            .map(|(_, p)| p.clone())
-            .collect()
+        self.read().range(lo..=hi).rev().map(|(_, p)| p.clone()).collect()
     }
 
     /// Every partition, oldest first.
@@ -214,11 +198,7 @@ impl Store {
     /// Removes a partition from the store and deletes its files. Searches
     /// already running keep their open files until they finish.
     pub fn remove(&self, day: Date) -> Result<(), IndexError> {
-        let removed = self
-            .partitions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&day);
+        let removed = self.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&day);
         if let Some(p) = removed {
             fs::remove_dir_all(&p.dir).map_err(|e| IndexError::io(&p.dir, e))?;
         }
@@ -240,11 +220,7 @@ impl Store {
 
     /// The highest WAL position any partition has committed.
     pub fn max_committed_lsn(&self) -> u64 {
-        self.read()
-            .values()
-            .map(|p| p.committed_lsn())
-            .max()
-            .unwrap_or(0)
+        self.read().values().map(|p| p.committed_lsn()).max().unwrap_or(0)
     }
 
     /// Writes the checkpoint durably (temp file, fsync, rename, fsync dir).
@@ -255,8 +231,7 @@ impl Store {
         {
             use std::io::Write;
             let mut f = fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-            f.write_all(commit_payload(lsn).as_bytes())
-                .map_err(|e| io(&tmp, e))?;
+            f.write_all(commit_payload(lsn).as_bytes()).map_err(|e| io(&tmp, e))?;
             f.sync_all().map_err(|e| io(&tmp, e))?;
         }
         fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use schemas::{Catalog, FieldType};
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
-    Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema,
+    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
 };
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
 
@@ -130,9 +130,7 @@ impl EventSchema {
             let entry = schema.get_field_entry(field);
             let ft = entry.field_type();
             let tokenizer = match ft {
-                tantivy::schema::FieldType::Str(o) => {
-                    o.get_indexing_options().map(|i| i.tokenizer().to_string())
-                }
+                tantivy::schema::FieldType::Str(o) => o.get_indexing_options().map(|i| i.tokenizer().to_string()),
                 _ => None,
             };
             let fits = match def.ty {
@@ -224,10 +222,7 @@ mod tests {
         let newer = Catalog::from_toml(text, "t").unwrap();
         let mapped = EventSchema::from_schema(old.schema.clone(), newer).unwrap();
         assert!(mapped.field("new.field").is_none());
-        assert!(
-            mapped.field("source.ip").is_none(),
-            "type changed: not used"
-        );
+        assert!(mapped.field("source.ip").is_none(), "type changed: not used");
         assert!(mapped.field("event.id").is_some());
     }
 

@@ -54,35 +54,18 @@ pub fn decode(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, 
             }
             Ok(body.to_vec())
         }
-        Encoding::Gzip => read_limited(
-            encoding,
-            flate2::bufread::MultiGzDecoder::new(body),
-            limit,
-            body.len(),
-        ),
-        Encoding::Deflate => {
-            match read_limited(
-                encoding,
-                flate2::bufread::ZlibDecoder::new(body),
-                limit,
-                body.len(),
-            ) {
-                Err(IngestError::BadEncoding { .. }) => read_limited(
-                    encoding,
-                    flate2::bufread::DeflateDecoder::new(body),
-                    limit,
-                    body.len(),
-                ),
-                other => other,
+        Encoding::Gzip => read_limited(encoding, flate2::bufread::MultiGzDecoder::new(body), limit, body.len()),
+        Encoding::Deflate => match read_limited(encoding, flate2::bufread::ZlibDecoder::new(body), limit, body.len()) {
+            Err(IngestError::BadEncoding { .. }) => {
+                read_limited(encoding, flate2::bufread::DeflateDecoder::new(body), limit, body.len())
             }
-        }
+            other => other,
+        },
         Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| {
-                IngestError::BadEncoding {
-                    encoding: "zstd",
-                    offset: 0,
-                    reason: e.to_string(),
-                }
+            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| IngestError::BadEncoding {
+                encoding: "zstd",
+                offset: 0,
+                reason: e.to_string(),
             })?;
             read_limited(encoding, decoder, limit, body.len())
         }
@@ -98,13 +81,11 @@ fn read_limited(
     let mut out = Vec::with_capacity(compressed_len.saturating_mul(4).min(limit).min(16 << 20));
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut limited = reader.take(cap);
-    limited
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::BadEncoding {
-            encoding: encoding.name(),
-            offset: compressed_len as u64,
-            reason: e.to_string(),
-        })?;
+    limited.read_to_end(&mut out).map_err(|e| IngestError::BadEncoding {
+        encoding: encoding.name(),
+        offset: compressed_len as u64,
+        reason: e.to_string(),
+    })?;
     if out.len() > limit {
         return Err(IngestError::BodyTooLarge { limit });
     }
@@ -128,12 +109,8 @@ mod tests {
         assert_eq!(decode(Encoding::Gzip, &gzip(&data), 1 << 20).unwrap(), data);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&data).unwrap();
-        assert_eq!(
-            decode(Encoding::Deflate, &z.finish().unwrap(), 1 << 20).unwrap(),
-            data
-        );
-        let mut raw =
-            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        assert_eq!(decode(Encoding::Deflate, &z.finish().unwrap(), 1 << 20).unwrap(), data);
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         raw.write_all(&data).unwrap();
         assert_eq!(
             decode(Encoding::Deflate, &raw.finish().unwrap(), 1 << 20).unwrap(),
@@ -163,9 +140,6 @@ mod tests {
             Encoding::from_header(Some("br")),
             Err(IngestError::UnsupportedEncoding(_))
         ));
-        assert_eq!(
-            Encoding::from_header(Some(" GZIP ")).unwrap(),
-            Encoding::Gzip
-        );
+        assert_eq!(Encoding::from_header(Some(" GZIP ")).unwrap(), Encoding::Gzip);
     }
 }

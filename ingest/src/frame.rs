@@ -30,10 +30,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// to report.
 pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
     let body = body.strip_prefix(BOM).unwrap_or(body);
-    let start = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(body.len());
+    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
     let whole = match body.get(start) {
         Some(b'[') | Some(b'{') if !nested_deeper_than(&body[start..], max_depth.max(1) * 2) => {
             serde_json::from_slice::<Value>(&body[start..]).ok()

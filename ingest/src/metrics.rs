@@ -50,11 +50,7 @@ impl Default for IngestMetrics {
 impl IngestMetrics {
     /// Registers every metric under `tripline_`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "tripline_ingested_events",
-            "Events acknowledged",
-            self.events.clone(),
-        );
+        registry.register("tripline_ingested_events", "Events acknowledged", self.events.clone());
         registry.register(
             "tripline_ingested_bytes",
             "Decompressed body bytes acknowledged",

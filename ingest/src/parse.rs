@@ -70,11 +70,7 @@ pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
                 Err(e) => raw(
                     line,
                     bytes,
-                    format!(
-                        "invalid JSON at column {}: {}",
-                        e.column(),
-                        strip_position(&e)
-                    ),
+                    format!("invalid JSON at column {}: {}", e.column(), strip_position(&e)),
                 ),
             }
         }
@@ -88,17 +84,10 @@ fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) 
     };
     if depth(&value) > limits.max_depth {
         let t = text();
-        return raw(
-            line,
-            &t,
-            format!("JSON nested deeper than {} levels", limits.max_depth),
-        );
+        return raw(line, &t, format!("JSON nested deeper than {} levels", limits.max_depth));
     }
     match Event::from_json(value.clone()) {
-        Ok(event) => Parsed {
-            event,
-            failure: None,
-        },
+        Ok(event) => Parsed { event, failure: None },
         Err(e) => {
             let t = text();
             raw(line, &t, e.to_string())

@@ -102,11 +102,7 @@ impl Ingestor {
             });
         }
         let encoding = Encoding::from_header(content_encoding)?;
-        let _permit = match tokio::time::timeout(
-            self.config.queue_timeout,
-            self.permits.clone().acquire_owned(),
-        )
-        .await
+        let _permit = match tokio::time::timeout(self.config.queue_timeout, self.permits.clone().acquire_owned()).await
         {
             Ok(Ok(p)) => p,
             _ => {
@@ -116,12 +112,11 @@ impl Ingestor {
         };
         let config = self.config.clone();
         let source = source.to_string();
-        let prepared =
-            tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))
-                .await
-                .map_err(|e| IngestError::WalFailed {
-                    reason: format!("ingest worker failed: {e}"),
-                })??;
+        let prepared = tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))
+            .await
+            .map_err(|e| IngestError::WalFailed {
+                reason: format!("ingest worker failed: {e}"),
+            })??;
         let Prepared {
             payload,
             events,
@@ -139,9 +134,7 @@ impl Ingestor {
         })?;
         self.metrics.events.inc_by(count as u64);
         self.metrics.bytes.inc_by(bytes as u64);
-        self.metrics
-            .parse_failures
-            .inc_by(report.parse_failures as u64);
+        self.metrics.parse_failures.inc_by(report.parse_failures as u64);
         Ok(report)
     }
 }
@@ -153,12 +146,7 @@ struct Prepared {
     bytes: usize,
 }
 
-fn prepare(
-    config: &IngestConfig,
-    source: &str,
-    encoding: Encoding,
-    body: &[u8],
-) -> Result<Prepared, IngestError> {
+fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8]) -> Result<Prepared, IngestError> {
     let decoded = decode(encoding, body, config.max_body_bytes)?;
     let now = schemas::time::format(time::OffsetDateTime::now_utc());
     let items = frame(&decoded, config.limits.max_depth);

@@ -145,9 +145,7 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal")
-            .field("failure", &self.shared.failure())
-            .finish()
+        f.debug_struct("Wal").field("failure", &self.shared.failure()).finish()
     }
 }
 
@@ -260,11 +258,7 @@ impl Wal {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(Msg::Append(Request {
-                payload,
-                events,
-                reply,
-            }))
+            .try_send(Msg::Append(Request { payload, events, reply }))
             .map_err(|e| match e {
                 TrySendError::Full(_) => IngestError::Overloaded,
                 TrySendError::Disconnected(_) => IngestError::WalClosed,
@@ -337,8 +331,7 @@ pub fn encode_payload(events: &[Event]) -> Vec<u8> {
 
 /// Appends a framed record to `out`.
 pub fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len())
-        .expect("payloads are below MAX_RECORD_LEN, checked by the writer");
+    let len = u32::try_from(payload.len()).expect("payloads are below MAX_RECORD_LEN, checked by the writer");
     let crc = crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), payload);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc.to_le_bytes());
@@ -383,9 +376,7 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
         let payload = &rest[HEADER_LEN..HEADER_LEN + len];
         let actual = crc32c::crc32c_append(crc32c::crc32c(&rest[0..4]), payload);
         if actual != crc {
-            break Some(format!(
-                "checksum mismatch: stored {crc:08x}, computed {actual:08x}"
-            ));
+            break Some(format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}"));
         }
         records.push((pos, payload));
         pos += HEADER_LEN + len;
@@ -501,9 +492,7 @@ impl Writer {
     fn commit_group(&mut self, group: Vec<Request>) {
         if let Some(reason) = self.shared.failure() {
             for r in group {
-                let _ = r.reply.send(Err(IngestError::WalFailed {
-                    reason: reason.clone(),
-                }));
+                let _ = r.reply.send(Err(IngestError::WalFailed { reason: reason.clone() }));
             }
             return;
         }
@@ -519,9 +508,7 @@ impl Writer {
         let mut accepted = Vec::with_capacity(group.len());
         for r in group {
             if r.payload.len() > MAX_RECORD_LEN {
-                let _ = r.reply.send(Err(IngestError::BodyTooLarge {
-                    limit: MAX_RECORD_LEN,
-                }));
+                let _ = r.reply.send(Err(IngestError::BodyTooLarge { limit: MAX_RECORD_LEN }));
                 continue;
             }
             let start = base + self.buf.len() as u64;
@@ -540,18 +527,12 @@ impl Writer {
             tracing::error!(segment = %self.active.path.display(), error = %e, "wal write or fsync failed, refusing all writes until restart");
             self.shared.fail(reason.clone());
             for r in accepted {
-                let _ = r.reply.send(Err(IngestError::WalFailed {
-                    reason: reason.clone(),
-                }));
+                let _ = r.reply.send(Err(IngestError::WalFailed { reason: reason.clone() }));
             }
             return;
         }
-        self.metrics
-            .wal_fsync_seconds
-            .observe(began.elapsed().as_secs_f64());
-        self.metrics
-            .wal_batch_requests
-            .observe(accepted.len() as f64);
+        self.metrics.wal_fsync_seconds.observe(began.elapsed().as_secs_f64());
+        self.metrics.wal_batch_requests.observe(accepted.len() as f64);
         self.metrics.wal_bytes.inc_by(self.buf.len() as u64);
         self.active.len += self.buf.len() as u64;
         for (r, (start, end)) in accepted.into_iter().zip(spans) {
@@ -633,11 +614,8 @@ mod tests {
 
     fn append(wal: &Wal, n: usize) -> u64 {
         let events = vec![event(n)];
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(wal.append(encode_payload(&events), events))
-            .unwrap()
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(wal.append(encode_payload(&events), events)).unwrap()
     }
 
     fn drain(rx: &Receiver<Durable>) -> Vec<usize> {
@@ -717,14 +695,7 @@ mod tests {
             fs::remove_file(p).unwrap();
         }
         let (tx, _rx) = sync_channel(10);
-        let (wal, rec) = Wal::open(
-            WalConfig::new(dir.path()),
-            0,
-            10_000,
-            IngestMetrics::default(),
-            tx,
-        )
-        .unwrap();
+        let (wal, rec) = Wal::open(WalConfig::new(dir.path()), 0, 10_000, IngestMetrics::default(), tx).unwrap();
         assert_eq!(rec.next_lsn, 10_000);
         assert!(append(&wal, 5) > 10_000);
         wal.close();

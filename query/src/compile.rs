@@ -7,8 +7,8 @@ use index::doc::{parse_ip, to_tantivy_date};
 use index::schema::{EventSchema, TEXT_TOKENIZER};
 use schemas::FieldType;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, PhraseQuery,
-    Query, RangeQuery, RegexQuery, TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, InvertedIndexRangeQuery, Occur, PhraseQuery, Query, RangeQuery,
+    RegexQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
@@ -46,9 +46,9 @@ pub fn compile(expr: &Expr, schema: &EventSchema) -> Result<Box<dyn Query>, Quer
             Ok(Box::new(BooleanQuery::new(clauses)))
         }
         Expr::Clause { field: None, value } => {
-            let message = schema.field(schemas::fields::MESSAGE).ok_or_else(|| {
-                QueryError::Unsupported("this partition has no message field".into())
-            })?;
+            let message = schema
+                .field(schemas::fields::MESSAGE)
+                .ok_or_else(|| QueryError::Unsupported("this partition has no message field".into()))?;
             text_clause(schemas::fields::MESSAGE, message.field, value)
         }
         Expr::Clause {
@@ -90,10 +90,7 @@ fn words(text: &str) -> Vec<String> {
 
 fn text_clause(name: &str, field: Field, value: &Value) -> Result<Box<dyn Query>, QueryError> {
     let phrase_of = |text: &str| -> Box<dyn Query> {
-        let terms: Vec<Term> = words(text)
-            .iter()
-            .map(|w| Term::from_field_text(field, w))
-            .collect();
+        let terms: Vec<Term> = words(text).iter().map(|w| Term::from_field_text(field, w)).collect();
         match terms.len() {
             0 => Box::new(EmptyQuery),
             1 => term_query(terms.into_iter().next().expect("one term")),
@@ -101,9 +98,7 @@ fn text_clause(name: &str, field: Field, value: &Value) -> Result<Box<dyn Query>
         }
     };
     match value {
-        Value::Word(Word {
-            pattern: Some(p), ..
-        }) => regex(p, field),
+        Value::Word(Word { pattern: Some(p), .. }) => regex(p, field),
         Value::Word(Word { text, .. }) | Value::Phrase(text) => Ok(phrase_of(text)),
         Value::Exists => regex(".*", field),
         Value::Range { .. } => Err(QueryError::Unsupported(format!(
@@ -143,14 +138,10 @@ fn typed_clause(
     match ty {
         FieldType::Keyword => match pattern {
             Some(p) => regex(p, field),
-            None => Ok(term_query(Term::from_field_text(
-                field,
-                &text.to_lowercase(),
-            ))),
+            None => Ok(term_query(Term::from_field_text(field, &text.to_lowercase()))),
         },
         FieldType::Ip if text.contains('/') => {
-            let (lo, hi) = cidr(text)
-                .ok_or_else(|| bad_value(name, text, "an IP network such as 10.0.0.0/8"))?;
+            let (lo, hi) = cidr(text).ok_or_else(|| bad_value(name, text, "an IP network such as 10.0.0.0/8"))?;
             Ok(Box::new(RangeQuery::new(
                 Bound::Included(Term::from_field_ip_addr(field, lo)),
                 Bound::Included(Term::from_field_ip_addr(field, hi)),
@@ -162,10 +153,7 @@ fn typed_clause(
                 .map(|t| to_tantivy_date(t + time::Duration::days(1)))
                 .map(|d| Term::from_field_date(field, d))
                 .ok_or_else(|| bad_value(name, text, "a date"))?;
-            Ok(Box::new(RangeQuery::new(
-                Bound::Included(start),
-                Bound::Excluded(end),
-            )))
+            Ok(Box::new(RangeQuery::new(Bound::Included(start), Bound::Excluded(end))))
         }
         _ => {
             if pattern.is_some() {
@@ -178,10 +166,7 @@ fn typed_clause(
                 FieldType::Date => {
                     // The inverted index keeps dates to the second: match the
                     // exact instant through the fast column instead.
-                    Box::new(RangeQuery::new(
-                        Bound::Included(term.clone()),
-                        Bound::Included(term),
-                    ))
+                    Box::new(RangeQuery::new(Bound::Included(term.clone()), Bound::Included(term)))
                 }
                 _ => term_query(term),
             })
@@ -204,9 +189,7 @@ fn bad_value(name: &str, text: &str, want: &str) -> QueryError {
 /// A term of the field's type from the text of a query.
 fn parse_typed(name: &str, field: Field, ty: FieldType, text: &str) -> Result<Term, QueryError> {
     match ty {
-        FieldType::Keyword | FieldType::Text => {
-            Ok(Term::from_field_text(field, &text.to_lowercase()))
-        }
+        FieldType::Keyword | FieldType::Text => Ok(Term::from_field_text(field, &text.to_lowercase())),
         FieldType::Long => text
             .parse::<i64>()
             .map(|v| Term::from_field_i64(field, v))
@@ -258,19 +241,12 @@ fn range_query(
             Term::from_field_date(field, tantivy::DateTime::from_timestamp_nanos(i64::MIN)),
             Term::from_field_date(field, tantivy::DateTime::from_timestamp_nanos(i64::MAX)),
         ),
-        FieldType::Boolean => (
-            Term::from_field_bool(field, false),
-            Term::from_field_bool(field, true),
-        ),
+        FieldType::Boolean => (Term::from_field_bool(field, false), Term::from_field_bool(field, true)),
         FieldType::Keyword => {
             let conv = |b: &Bound<String>| -> Bound<Term> {
                 match b {
-                    Bound::Included(v) => {
-                        Bound::Included(Term::from_field_text(field, &v.to_lowercase()))
-                    }
-                    Bound::Excluded(v) => {
-                        Bound::Excluded(Term::from_field_text(field, &v.to_lowercase()))
-                    }
+                    Bound::Included(v) => Bound::Included(Term::from_field_text(field, &v.to_lowercase())),
+                    Bound::Excluded(v) => Bound::Excluded(Term::from_field_text(field, &v.to_lowercase())),
                     Bound::Unbounded => Bound::Unbounded,
                 }
             };
@@ -293,10 +269,7 @@ fn range_query(
             Bound::Unbounded => Bound::Included(open.clone()),
         })
     };
-    Ok(Box::new(RangeQuery::new(
-        conv(lower, &min)?,
-        conv(upper, &max)?,
-    )))
+    Ok(Box::new(RangeQuery::new(conv(lower, &min)?, conv(upper, &max)?)))
 }
 
 /// The first and last address of a CIDR network, IPv4 mapped to IPv6.
@@ -317,11 +290,7 @@ pub fn cidr(text: &str) -> Option<(Ipv6Addr, Ipv6Addr)> {
             (v6, len)
         }
     };
-    let mask = if bits == 0 {
-        0
-    } else {
-        u128::MAX << (128 - bits)
-    };
+    let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
     let lo = u128::from(base) & mask;
     let hi = lo | !mask;
     Some((Ipv6Addr::from(lo), Ipv6Addr::from(hi)))
@@ -393,27 +362,16 @@ mod tests {
     #[test]
     fn cidr_bounds() {
         let (lo, hi) = cidr("10.0.0.0/8").unwrap();
-        assert_eq!(
-            lo,
-            "10.0.0.0"
-                .parse::<std::net::Ipv4Addr>()
-                .unwrap()
-                .to_ipv6_mapped()
-        );
+        assert_eq!(lo, "10.0.0.0".parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
         assert_eq!(
             hi,
-            "10.255.255.255"
-                .parse::<std::net::Ipv4Addr>()
-                .unwrap()
-                .to_ipv6_mapped()
+            "10.255.255.255".parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped()
         );
         let (lo, hi) = cidr("2001:db8::/32").unwrap();
         assert_eq!(lo, "2001:db8::".parse::<Ipv6Addr>().unwrap());
         assert_eq!(
             hi,
-            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
-                .parse::<Ipv6Addr>()
-                .unwrap()
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse::<Ipv6Addr>().unwrap()
         );
         assert!(cidr("10.0.0.0/33").is_none());
         assert!(cidr("nope/8").is_none());

@@ -96,8 +96,7 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
     let mut searchers = Vec::with_capacity(partitions.len());
     for (pi, partition) in partitions.iter().enumerate() {
         let schema = &partition.schema;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, compile::compile(&search.expr, schema)?)];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, compile::compile(&search.expr, schema)?)];
         if search.start.is_some() || search.end.is_some() {
             let bound = |t: Option<OffsetDateTime>, inclusive: bool| match t {
                 Some(t) => {
@@ -112,10 +111,7 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
             };
             clauses.push((
                 Occur::Must,
-                Box::new(RangeQuery::new(
-                    bound(search.start, true),
-                    bound(search.end, false),
-                )),
+                Box::new(RangeQuery::new(bound(search.start, true), bound(search.end, false))),
             ));
         }
         let query = BooleanQuery::new(clauses);
@@ -147,9 +143,8 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
             .get_first(schema.source)
             .and_then(|v| v.as_bytes())
             .unwrap_or_default();
-        let event = serde_json::from_slice(source).unwrap_or_else(|e| {
-            serde_json::json!({ "error.message": format!("stored {SOURCE} is unreadable: {e}") })
-        });
+        let event = serde_json::from_slice(source)
+            .unwrap_or_else(|e| serde_json::json!({ "error.message": format!("stored {SOURCE} is unreadable: {e}") }));
         hits.push(event);
     }
     let next_cursor = if below > limit as u64 {
@@ -192,11 +187,7 @@ impl Collector for TopByTime {
     type Fruit = Fruit;
     type Child = SegmentTop;
 
-    fn for_segment(
-        &self,
-        segment: SegmentOrdinal,
-        reader: &SegmentReader,
-    ) -> tantivy::Result<SegmentTop> {
+    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentTop> {
         Ok(SegmentTop {
             segment,
             limit: self.limit,
@@ -236,10 +227,7 @@ impl SegmentCollector for SegmentTop {
     fn collect(&mut self, doc: DocId, _score: Score) {
         self.total += 1;
         let key = Cursor {
-            ts: self
-                .ts
-                .first(doc)
-                .map_or(i64::MIN, |d| d.into_timestamp_nanos()),
+            ts: self.ts.first(doc).map_or(i64::MIN, |d| d.into_timestamp_nanos()),
             hash: self.hash.first(doc).unwrap_or(0),
         };
         if self.cursor.is_some_and(|c| key >= c) {
@@ -248,11 +236,7 @@ impl SegmentCollector for SegmentTop {
         self.below += 1;
         if self.heap.len() < self.limit {
             self.heap.push(Reverse((key, doc)));
-        } else if self
-            .heap
-            .peek()
-            .is_some_and(|Reverse(min)| (key, doc) > *min)
-        {
+        } else if self.heap.peek().is_some_and(|Reverse(min)| (key, doc) > *min) {
             self.heap.pop();
             self.heap.push(Reverse((key, doc)));
         }

@@ -57,10 +57,7 @@ pub enum Value {
     /// A quoted phrase (exact value on keyword fields).
     Phrase(String),
     /// A range; an unbounded side is `Bound::Unbounded`.
-    Range {
-        lower: Bound<String>,
-        upper: Bound<String>,
-    },
+    Range { lower: Bound<String>, upper: Bound<String> },
     /// `field:*`.
     Exists,
 }
@@ -83,10 +80,7 @@ struct PErr<'a> {
 
 impl<'a> NomParseError<&'a str> for PErr<'a> {
     fn from_error_kind(input: &'a str, _kind: ErrorKind) -> Self {
-        PErr {
-            input,
-            expected: None,
-        }
+        PErr { input, expected: None }
     }
     fn append(_input: &'a str, _kind: ErrorKind, other: Self) -> Self {
         other
@@ -112,10 +106,7 @@ impl<'a> ContextError<&'a str> for PErr<'a> {
 
 type Res<'a, T> = IResult<&'a str, T, PErr<'a>>;
 
-fn expect<'a, T>(
-    what: &'static str,
-    mut p: impl FnMut(&'a str) -> Res<'a, T>,
-) -> impl FnMut(&'a str) -> Res<'a, T> {
+fn expect<'a, T>(what: &'static str, mut p: impl FnMut(&'a str) -> Res<'a, T>) -> impl FnMut(&'a str) -> Res<'a, T> {
     move |i| {
         p(i).map_err(|e| {
             e.map(|mut pe| {
@@ -204,13 +195,7 @@ fn too_deep(i: &str) -> nom::Err<PErr<'_>> {
 fn keyword<'a>(kw: &'static str) -> impl FnMut(&'a str) -> Res<'a, &'a str> {
     terminated(
         tag(kw),
-        peek(alt((
-            multispace1,
-            tag("("),
-            tag("-"),
-            tag("\""),
-            nom::combinator::eof,
-        ))),
+        peek(alt((multispace1, tag("("), tag("-"), tag("\""), nom::combinator::eof))),
     )
 }
 
@@ -224,10 +209,7 @@ fn or_expr(i: &str, depth: usize) -> Res<'_, Expr> {
         let attempt: Res<'_, &str> = preceded(multispace0, keyword("OR"))(i);
         match attempt {
             Ok((rest, _)) => {
-                let (rest, e) = cut(preceded(
-                    multispace0,
-                    expect("a term after OR", |x| and_expr(x, depth)),
-                ))(rest)?;
+                let (rest, e) = cut(preceded(multispace0, expect("a term after OR", |x| and_expr(x, depth))))(rest)?;
                 items.push(e);
                 i = rest;
             }
@@ -249,17 +231,12 @@ fn and_expr(i: &str, depth: usize) -> Res<'_, Expr> {
     let mut items = vec![first];
     loop {
         // Stop before OR and before a closing parenthesis.
-        let probe = multispace0::<&str, PErr<'_>>(i)
-            .map(|(r, _)| r)
-            .unwrap_or(i);
+        let probe = multispace0::<&str, PErr<'_>>(i).map(|(r, _)| r).unwrap_or(i);
         if probe.is_empty() || probe.starts_with(')') || keyword("OR")(probe).is_ok() {
             break;
         }
         if let Ok((rest, _)) = keyword("AND")(probe) {
-            let (rest, e) = cut(preceded(
-                multispace0,
-                expect("a term after AND", |x| unary(x, depth)),
-            ))(rest)?;
+            let (rest, e) = cut(preceded(multispace0, expect("a term after AND", |x| unary(x, depth))))(rest)?;
             items.push(e);
             i = rest;
             continue;
@@ -359,10 +336,7 @@ fn value(i: &str) -> Res<'_, Value> {
         range,
         compare,
         map(
-            terminated(
-                char('*'),
-                peek(alt((multispace1, tag(")"), nom::combinator::eof))),
-            ),
+            terminated(char('*'), peek(alt((multispace1, tag(")"), nom::combinator::eof)))),
             |_| Value::Exists,
         ),
         map(word, Value::Word),
@@ -394,10 +368,7 @@ fn range(i: &str) -> Res<'_, Value> {
     let (i, lower) = cut(preceded(multispace0, expect("a lower bound", bound)))(i)?;
     let (i, _) = cut(preceded(multispace1, expect("TO", tag("TO"))))(i)?;
     let (i, upper) = cut(preceded(multispace1, expect("an upper bound", bound)))(i)?;
-    let (i, close) = cut(preceded(
-        multispace0,
-        expect("']' or '}'", alt((char(']'), char('}')))),
-    ))(i)?;
+    let (i, close) = cut(preceded(multispace0, expect("']' or '}'", alt((char(']'), char('}'))))))(i)?;
     let make = |b: Option<String>, inclusive: bool| match b {
         None => Bound::Unbounded,
         Some(v) if inclusive => Bound::Included(v),
@@ -557,10 +528,7 @@ mod tests {
                 "url.path:\"/api/v1\"",
                 clause("url.path", Value::Phrase("/api/v1".into())),
             ),
-            (
-                "failed password",
-                Expr::And(vec![bare("failed"), bare("password")]),
-            ),
+            ("failed password", Expr::And(vec![bare("failed"), bare("password")])),
             (
                 "a OR b c",
                 Expr::Or(vec![bare("a"), Expr::And(vec![bare("b"), bare("c")])]),
@@ -570,10 +538,7 @@ mod tests {
                 Expr::And(vec![bare("a"), Expr::Or(vec![bare("b"), bare("c")])]),
             ),
             ("NOT a", Expr::Not(Box::new(bare("a")))),
-            (
-                "-a b",
-                Expr::And(vec![Expr::Not(Box::new(bare("a"))), bare("b")]),
-            ),
+            ("-a b", Expr::And(vec![Expr::Not(Box::new(bare("a"))), bare("b")])),
             ("source.ip:10.0.0.0/8", clause("source.ip", w("10.0.0.0/8"))),
             ("destination.ip:::1", clause("destination.ip", w("::1"))),
             (

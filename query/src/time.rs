@@ -14,11 +14,7 @@ use time::{Duration, OffsetDateTime};
 use crate::QueryError;
 
 /// Parses a time bound relative to `now`.
-pub fn parse_bound(
-    s: &str,
-    now: OffsetDateTime,
-    which: &'static str,
-) -> Result<OffsetDateTime, QueryError> {
+pub fn parse_bound(s: &str, now: OffsetDateTime, which: &'static str) -> Result<OffsetDateTime, QueryError> {
     let s = s.trim();
     if let Ok((_, offset)) = relative(s) {
         return Ok(now - offset);
@@ -63,11 +59,7 @@ mod tests {
             ("2027-01-15T08:00:00Z", 1_800_000_000),
         ];
         for (s, want) in cases {
-            assert_eq!(
-                parse_bound(s, now, "start").unwrap().unix_timestamp(),
-                want,
-                "{s}"
-            );
+            assert_eq!(parse_bound(s, now, "start").unwrap().unix_timestamp(), want, "{s}");
         }
         assert!(matches!(
             parse_bound("-15x", now, "start"),

@@ -74,8 +74,7 @@ pub struct Catalog {
 impl Catalog {
     /// The catalog compiled into Tripline from `schemas/fields.toml`.
     pub fn builtin() -> Catalog {
-        Catalog::from_toml(BUILTIN, "schemas/fields.toml")
-            .expect("the builtin catalog is valid: a unit test parses it")
+        Catalog::from_toml(BUILTIN, "schemas/fields.toml").expect("the builtin catalog is valid: a unit test parses it")
     }
 
     /// Parses a catalog from TOML text; `origin` names it in errors.
@@ -145,10 +144,7 @@ mod tests {
     #[test]
     fn family_matches_only_below_its_prefix() {
         let c = Catalog::builtin();
-        assert_eq!(
-            c.get("labels.team").map(|f| f.name.as_str()),
-            Some("labels.*")
-        );
+        assert_eq!(c.get("labels.team").map(|f| f.name.as_str()), Some("labels.*"));
         assert!(c.get("labels").is_none());
         assert!(c.get("labelsx").is_none());
     }
@@ -158,8 +154,7 @@ mod tests {
         let bad = "[[field]]\nname = \"a\"\ntype = \"keyword\"\nindexed = true\n";
         let err = Catalog::from_toml(bad, "t").unwrap_err().to_string();
         assert!(err.contains("indexed"), "{err}");
-        let dup =
-            "[[field]]\nname = \"a\"\ntype = \"long\"\n[[field]]\nname = \"a\"\ntype = \"long\"\n";
+        let dup = "[[field]]\nname = \"a\"\ntype = \"long\"\n[[field]]\nname = \"a\"\ntype = \"long\"\n";
         assert!(matches!(
             Catalog::from_toml(dup, "t"),
             Err(SchemaError::DuplicateField { .. })

@@ -13,8 +13,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// Fields looked at for the event time, in order.
-pub const TIMESTAMP_FIELDS: [&str; 6] =
-    ["@timestamp", "timestamp", "time", "ts", "eventTime", "date"];
+pub const TIMESTAMP_FIELDS: [&str; 6] = ["@timestamp", "timestamp", "time", "ts", "eventTime", "date"];
 
 /// Parses a JSON value as a point in time.
 pub fn parse_value(value: &Value) -> Option<OffsetDateTime> {
@@ -65,8 +64,7 @@ pub fn parse_str(s: &str) -> Option<OffsetDateTime> {
 
 /// `YYYY-MM-DDThh:mm:ss[.f]` without an offset, read as UTC.
 fn parse_naive(s: &str) -> Option<OffsetDateTime> {
-    let with_frac =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]");
+    let with_frac = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]");
     let plain = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     PrimitiveDateTime::parse(s, &with_frac)
         .or_else(|_| PrimitiveDateTime::parse(s, &plain))
@@ -140,21 +138,12 @@ mod tests {
         ] {
             assert_eq!(ts(v.clone()), want, "{v}");
         }
-        assert_eq!(
-            ts(json!("2023-11-14T22:13:20.25Z")),
-            Some(1_700_000_000_250_000_000)
-        );
+        assert_eq!(ts(json!("2023-11-14T22:13:20.25Z")), Some(1_700_000_000_250_000_000));
     }
 
     #[test]
     fn garbage_is_not_a_time() {
-        for v in [
-            json!("yesterday"),
-            json!(""),
-            json!(true),
-            json!(null),
-            json!("12:00"),
-        ] {
+        for v in [json!("yesterday"), json!(""), json!(true), json!(null), json!("12:00")] {
             assert_eq!(ts(v.clone()), None, "{v}");
         }
     }

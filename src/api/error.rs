@@ -40,17 +40,11 @@ impl ApiError {
             ApiError::Auth(AuthError::Forbidden { .. }) => public(S::FORBIDDEN, self.to_string()),
             ApiError::Ingest(e) => match e {
                 IngestError::BodyTooLarge { .. } => public(S::PAYLOAD_TOO_LARGE, e.to_string()),
-                IngestError::UnsupportedEncoding(_) => {
-                    public(S::UNSUPPORTED_MEDIA_TYPE, e.to_string())
-                }
+                IngestError::UnsupportedEncoding(_) => public(S::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
                 IngestError::BadEncoding { .. } | IngestError::BadSource { .. } => {
                     public(S::BAD_REQUEST, e.to_string())
                 }
-                IngestError::Overloaded => (
-                    S::TOO_MANY_REQUESTS,
-                    Some(1),
-                    json!({ "error": e.to_string() }),
-                ),
+                IngestError::Overloaded => (S::TOO_MANY_REQUESTS, Some(1), json!({ "error": e.to_string() })),
                 IngestError::WalFailed { .. } | IngestError::WalClosed => (
                     S::SERVICE_UNAVAILABLE,
                     Some(30),
@@ -68,16 +62,8 @@ impl ApiError {
                 _ => public(S::BAD_REQUEST, e.to_string()),
             },
             ApiError::BadRequest(m) => public(S::BAD_REQUEST, m.clone()),
-            ApiError::NotReady => (
-                S::SERVICE_UNAVAILABLE,
-                Some(1),
-                json!({ "error": self.to_string() }),
-            ),
-            ApiError::Busy => (
-                S::TOO_MANY_REQUESTS,
-                Some(1),
-                json!({ "error": self.to_string() }),
-            ),
+            ApiError::NotReady => (S::SERVICE_UNAVAILABLE, Some(1), json!({ "error": self.to_string() })),
+            ApiError::Busy => (S::TOO_MANY_REQUESTS, Some(1), json!({ "error": self.to_string() })),
             ApiError::Internal(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
         }
     }

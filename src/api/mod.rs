@@ -59,10 +59,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route(
-            "/api/v1/ingest",
-            post(ingest).layer(DefaultBodyLimit::max(body_limit)),
-        )
+        .route("/api/v1/ingest", post(ingest).layer(DefaultBodyLimit::max(body_limit)))
         .route("/api/v1/search", get(search_get).post(search_post))
         .route("/api/v1/tokens", post(create_token))
         .route("/metrics", get(metrics))
@@ -83,11 +80,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replaying write-ahead log\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "replaying write-ahead log\n").into_response()
     }
 }
 
@@ -104,9 +97,7 @@ async fn ingest(
 ) -> Result<Json<IngestReport>, ApiError> {
     authorize(&state, &headers, Scope::Ingest)?;
     let ingestor = state.ingestor.get().ok_or(ApiError::NotReady)?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let source = params.source.as_deref().unwrap_or("http");
     Ok(Json(ingestor.ingest(source, encoding, body).await?))
 }
@@ -141,11 +132,7 @@ async fn search_post(
     search(state, headers, params).await
 }
 
-async fn search(
-    state: AppState,
-    headers: HeaderMap,
-    p: SearchParams,
-) -> Result<Response, ApiError> {
+async fn search(state: AppState, headers: HeaderMap, p: SearchParams) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Search)?;
     let now = OffsetDateTime::now_utc();
     let spec = query::Search {
@@ -175,13 +162,10 @@ async fn search(
             query::MAX_LIMIT
         )));
     }
-    let _permit = tokio::time::timeout(
-        Duration::from_secs(10),
-        state.search_permits.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| ApiError::Busy)?
-    .map_err(|_| ApiError::Busy)?;
+    let _permit = tokio::time::timeout(Duration::from_secs(10), state.search_permits.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::Busy)?
+        .map_err(|_| ApiError::Busy)?;
     let store = state.store.clone();
     let result = tokio::task::spawn_blocking(move || query::exec::run(&store, &spec))
         .await

@@ -168,11 +168,7 @@ pub fn all_ids(base: &str, query: &str, page: usize) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let (status, body) = search(
-            base,
-            ADMIN,
-            json!({ "query": query, "limit": page, "cursor": cursor }),
-        );
+        let (status, body) = search(base, ADMIN, json!({ "query": query, "limit": page, "cursor": cursor }));
         assert_eq!(status, 200, "{body}");
         for hit in body["hits"].as_array().unwrap() {
             ids.push(hit["event.id"].as_str().unwrap().to_string());
