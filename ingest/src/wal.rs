@@ -725,6 +725,53 @@ mod tests {
         o.wal.close();
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_failed_write_or_fsync_fails_the_log_until_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = open(dir.path(), 0, 16);
+        let end = append(&o.wal, 100);
+        // The next segment lands on a full disk.
+        std::os::unix::fs::symlink("/dev/full", segment_path(dir.path(), end)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let try_append = |n| {
+            let events = vec![event(n)];
+            rt.block_on(o.wal.append(encode_payload(&events), events))
+        };
+        assert!(matches!(try_append(1), Err(IngestError::WalFailed { .. })));
+        assert!(o.wal.failure().is_some());
+        // Never retried: later appends fail too, even if the disk came back.
+        fs::remove_file(segment_path(dir.path(), end)).unwrap();
+        assert!(matches!(try_append(2), Err(IngestError::WalFailed { .. })));
+        o.wal.close();
+        assert_eq!(drain(&o.rx), vec![100]);
+        let o = open(dir.path(), 0, 16);
+        assert_eq!(drain(&o.rx), vec![100]);
+        append(&o.wal, 3);
+        o.wal.close();
+    }
+
+    #[test]
+    fn the_assigned_id_marker_survives_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = open(dir.path(), 0, 1 << 20);
+        let mut a = event(1);
+        a.set_id_assigned(true);
+        let b = event(2);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(o.wal.append(encode_payload(&[a.clone(), b.clone()]), vec![a, b]))
+            .unwrap();
+        o.wal.close();
+        let o = open(dir.path(), 0, 1 << 20);
+        let replayed: Vec<bool> =
+            o.rx.try_iter()
+                .flat_map(|d| d.events)
+                .map(|e| e.id_assigned())
+                .collect();
+        assert_eq!(replayed, vec![true, false]);
+        o.wal.close();
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Append(usize),
