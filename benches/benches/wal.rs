@@ -1,0 +1,57 @@
+//! The WAL's append + fsync path: one writer, and eight concurrent ones
+//! sharing fsyncs (group commit).
+//!
+//! `cargo bench -p tripline-bench --bench wal`
+
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ingest::wal::encode_payload;
+use ingest::{IngestMetrics, Wal, WalConfig};
+
+fn wal(c: &mut Criterion) {
+    let mut g = bench::gen::Generator::new(3, 1_700_000_000_000_000_000);
+    let events: Vec<schemas::Event> = (0..200)
+        .map(|_| schemas::Event::from_json(g.next_json()).expect("generated events are objects"))
+        .collect();
+    let payload = encode_payload(&events);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (tx, rx) = sync_channel(1 << 16);
+    // Drain what the log forwards, as the indexer would.
+    std::thread::spawn(move || for _ in rx {});
+    let (log, _) = Wal::open(WalConfig::new(dir.path()), 0, 0, IngestMetrics::default(), tx).expect("open wal");
+    let log = Arc::new(log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+
+    let mut group = c.benchmark_group("wal");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    group.bench_function("append+fsync/1-writer", |b| {
+        b.iter(|| rt.block_on(log.append(payload.clone(), Vec::new())).expect("append"))
+    });
+    group.throughput(Throughput::Bytes(8 * payload.len() as u64));
+    group.bench_function("append+fsync/8-writers", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..8)
+                    .map(|_| {
+                        let (log, p) = (log.clone(), payload.clone());
+                        tokio::spawn(async move { log.append(p, Vec::new()).await })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("join").expect("append");
+                }
+            })
+        })
+    });
+    group.finish();
+    log.close();
+}
+
+criterion_group!(benches, wal);
+criterion_main!(benches);

@@ -1,0 +1,86 @@
+//! The ceiling: the same documents through serde_json alone, and straight
+//! into tantivy with Tripline's schema (no HTTP, no WAL).
+//!
+//! `tripline-ceiling --input corpus.ndjson [--writer-threads 2] [--writer-memory-mb 128]`
+//! prints one JSON object with events/s and MB/s for each.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use index::doc::to_document;
+use index::EventSchema;
+use schemas::{Catalog, Event};
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{Index, IndexSettings, TantivyDocument};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// NDJSON corpus (from tripline-gen).
+    #[arg(long)]
+    input: PathBuf,
+    /// Indexing threads, as the daemon's `index.writer_threads`.
+    #[arg(long, default_value_t = 2)]
+    writer_threads: usize,
+    /// Writer memory, as the daemon's `index.writer_memory_mb`.
+    #[arg(long, default_value_t = 128)]
+    writer_memory_mb: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let data = std::fs::read(&args.input)?;
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let mb = data.len() as f64 / 1e6;
+
+    let t = Instant::now();
+    let mut n = 0usize;
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_slice(l)?;
+        n += usize::from(v.is_object());
+    }
+    let serde_secs = t.elapsed().as_secs_f64();
+
+    let dir = tempfile::tempdir()?;
+    let schema = EventSchema::new(Catalog::builtin());
+    let settings = IndexSettings {
+        docstore_compression: Compressor::Zstd(ZstdCompressor {
+            compression_level: Some(3),
+        }),
+        docstore_blocksize: 64 << 10,
+        ..IndexSettings::default()
+    };
+    let index = Index::create(
+        tantivy::directory::MmapDirectory::open(dir.path())?,
+        schema.schema.clone(),
+        settings,
+    )?;
+    EventSchema::register_tokenizers(&index);
+    let mut writer =
+        index.writer_with_num_threads::<TantivyDocument>(args.writer_threads, args.writer_memory_mb << 20)?;
+    let now = schemas::time::format(time::OffsetDateTime::now_utc());
+    let t = Instant::now();
+    for l in &lines {
+        let mut e = Event::from_json(serde_json::from_slice(l)?)?;
+        ingest::normalize::normalize(&mut e, "bench", &now);
+        writer.add_document(to_document(&schema, &e))?;
+    }
+    writer.commit()?;
+    writer.wait_merging_threads()?;
+    let tantivy_secs = t.elapsed().as_secs_f64();
+    let index_bytes = bench::stats::dir_size(dir.path());
+
+    let report = serde_json::json!({
+        "events": n,
+        "raw_bytes": data.len(),
+        "serde_json": { "events_per_s": (n as f64 / serde_secs).round(), "mb_per_s": (mb / serde_secs * 10.0).round() / 10.0 },
+        "raw_tantivy": {
+            "events_per_s": (n as f64 / tantivy_secs).round(),
+            "mb_per_s": (mb / tantivy_secs * 10.0).round() / 10.0,
+            "index_bytes": index_bytes,
+            "index_fraction_of_raw": ((index_bytes as f64 / data.len() as f64) * 1000.0).round() / 1000.0,
+        },
+    });
+    println!("{report}");
+    Ok(())
+}
