@@ -7,7 +7,6 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ingest::wal::encode_payload;
 use ingest::{IngestMetrics, Wal, WalConfig};
 
 fn wal(c: &mut Criterion) {
@@ -15,7 +14,8 @@ fn wal(c: &mut Criterion) {
     let events: Vec<schemas::Event> = (0..200)
         .map(|_| schemas::Event::from_json(g.next_json()).expect("generated events are objects"))
         .collect();
-    let payload = encode_payload(&events);
+    let batch = ingest::Batch::encode(events);
+    let payload_len = batch.payload().len();
     let dir = tempfile::tempdir().expect("temp dir");
     let (tx, rx) = sync_channel(1 << 16);
     // Drain what the log forwards, as the indexer would.
@@ -29,18 +29,18 @@ fn wal(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("wal");
     group.sample_size(20);
-    group.throughput(Throughput::Bytes(payload.len() as u64));
+    group.throughput(Throughput::Bytes(payload_len as u64));
     group.bench_function("append+fsync/1-writer", |b| {
-        b.iter(|| rt.block_on(log.append(payload.clone(), Vec::new())).expect("append"))
+        b.iter(|| rt.block_on(log.append(batch.clone())).expect("append"))
     });
-    group.throughput(Throughput::Bytes(8 * payload.len() as u64));
+    group.throughput(Throughput::Bytes(8 * payload_len as u64));
     group.bench_function("append+fsync/8-writers", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let tasks: Vec<_> = (0..8)
                     .map(|_| {
-                        let (log, p) = (log.clone(), payload.clone());
-                        tokio::spawn(async move { log.append(p, Vec::new()).await })
+                        let (log, b) = (log.clone(), batch.clone());
+                        tokio::spawn(async move { log.append(b).await })
                     })
                     .collect();
                 for t in tasks {

@@ -12,8 +12,8 @@ use crate::schema::{id_hash, EventSchema};
 
 /// Builds the document for `event`: typed catalog fields, `_dynamic` for the
 /// rest (and for catalog values of the wrong type, so nothing becomes
-/// unsearchable), `_source` for the whole event, `_id_hash`.
-pub fn to_document(schema: &EventSchema, event: &Event) -> TantivyDocument {
+/// unsearchable), `source` (the event's JSON) as `_source`, `_id_hash`.
+pub fn to_document(schema: &EventSchema, event: &Event, source: &[u8]) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
     let mut dynamic: Vec<(String, OwnedValue)> = Vec::new();
     for (name, value) in event.iter() {
@@ -35,8 +35,7 @@ pub fn to_document(schema: &EventSchema, event: &Event) -> TantivyDocument {
     }
     let id = event.get_str(fields::ID).unwrap_or_default();
     doc.add_u64(schema.id_hash, id_hash(id));
-    let source = serde_json::to_vec(event).expect("an event is a JSON map and always serializes");
-    doc.add_bytes(schema.source, &source);
+    doc.add_bytes(schema.source, source);
     doc
 }
 

@@ -162,10 +162,10 @@ impl Worker {
 
     fn add(&mut self, batch: Durable) -> Result<(), IndexError> {
         let now = OffsetDateTime::now_utc();
-        let mut by_day: HashMap<Date, Vec<&schemas::Event>> = HashMap::new();
-        for event in &batch.events {
+        let mut by_day: HashMap<Date, Vec<usize>> = HashMap::new();
+        for (i, event) in batch.batch.events.iter().enumerate() {
             let day = event_time(event).unwrap_or(now).to_offset(time::UtcOffset::UTC).date();
-            by_day.entry(day).or_default().push(event);
+            by_day.entry(day).or_default().push(i);
         }
         for (day, events) in by_day {
             let partition = self.store.get_or_create(day)?;
@@ -176,7 +176,8 @@ impl Worker {
             let count = events.len() as u64;
             let w = self.writer(day, partition)?;
             let schema = w.partition.schema.clone();
-            for event in events {
+            for i in events {
+                let event = &batch.batch.events[i];
                 if !event.id_assigned() {
                     if let Some(id) = event.get_str(fields::ID) {
                         // Upsert: a resent event replaces the earlier copy.
@@ -185,7 +186,7 @@ impl Worker {
                     }
                 }
                 w.writer
-                    .add_document(to_document(&schema, event))
+                    .add_document(to_document(&schema, event, batch.batch.source(i)))
                     .map_err(|e| IndexError::tantivy(day, e))?;
             }
             w.dirty = true;

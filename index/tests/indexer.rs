@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use index::{EventSchema, IndexMetrics, Indexer, IndexerConfig, Store};
-use ingest::Durable;
+use ingest::{Batch, Durable};
 use schemas::{Catalog, Event};
 use serde_json::json;
 
@@ -51,10 +51,10 @@ fn replayed_records_are_skipped_by_partitions_that_committed_them() {
     let first = Durable {
         start: 0,
         end: 100,
-        events: vec![
+        batch: Batch::encode(vec![
             event("a", "2026-11-01T00:00:00Z", false),
             event("b", "2026-11-02T00:00:00Z", false),
-        ],
+        ]),
     };
     index_batches(&store, config(1000), vec![first.clone()]);
     assert_eq!(store.checkpoint().unwrap(), 100);
@@ -65,7 +65,7 @@ fn replayed_records_are_skipped_by_partitions_that_committed_them() {
     let second = Durable {
         start: 100,
         end: 180,
-        events: vec![event("c", "2026-11-01T05:00:00Z", false)],
+        batch: Batch::encode(vec![event("c", "2026-11-01T05:00:00Z", false)]),
     };
     index_batches(&store, config(1000), vec![first, second]);
     assert_eq!(docs(&store), 3, "the replayed record was indexed twice");
@@ -83,7 +83,7 @@ fn backfilled_events_land_in_their_own_day_and_retention_deletes_old_days() {
     let batch = Durable {
         start: 0,
         end: 10,
-        events: vec![event("old", &old, false), event("new", &recent, false)],
+        batch: Batch::encode(vec![event("old", &old, false), event("new", &recent, false)]),
     };
     let mut keep_all = config(1000);
     keep_all.retention_days = 0;
@@ -121,7 +121,7 @@ fn segment_count_stays_bounded_under_many_small_commits() {
         tx.send(Durable {
             start: i * 10,
             end: i * 10 + 10,
-            events: vec![event(&format!("e{i}"), "2026-11-03T00:00:00Z", false)],
+            batch: Batch::encode(vec![event(&format!("e{i}"), "2026-11-03T00:00:00Z", false)]),
         })
         .unwrap();
         std::thread::sleep(Duration::from_millis(8));
@@ -153,7 +153,7 @@ fn a_resent_client_id_replaces_the_earlier_copy_across_commits() {
     let b = |start| Durable {
         start,
         end: start + 5,
-        events: vec![event("dup", "2026-11-04T00:00:00Z", true)],
+        batch: Batch::encode(vec![event("dup", "2026-11-04T00:00:00Z", true)]),
     };
     index_batches(&store, config(1000), vec![b(0)]);
     index_batches(&store, config(1000), vec![b(5), b(10)]);

@@ -35,7 +35,7 @@ pub mod wal;
 
 pub use metrics::IngestMetrics;
 pub use service::{IngestConfig, IngestReport, Ingestor, LineError};
-pub use wal::{Durable, Wal, WalConfig};
+pub use wal::{Batch, Durable, Wal, WalConfig};
 
 /// Errors of the ingest stages.
 #[derive(Debug, thiserror::Error)]

@@ -86,12 +86,20 @@ fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) 
         let t = text();
         return raw(line, &t, format!("JSON nested deeper than {} levels", limits.max_depth));
     }
-    match Event::from_json(value.clone()) {
+    if !value.is_object() {
+        let t = text();
+        let found = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            _ => "an array",
+        };
+        return raw(line, &t, format!("an event must be a JSON object, found {found}"));
+    }
+    match Event::from_json(value) {
         Ok(event) => Parsed { event, failure: None },
-        Err(e) => {
-            let t = text();
-            raw(line, &t, e.to_string())
-        }
+        Err(e) => raw(line, b"", e.to_string()),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::decode::{decode, Encoding};
 use crate::frame::frame;
 use crate::normalize::{normalize, valid_source};
 use crate::parse::{parse_item, Limits};
-use crate::wal::{encode_payload, Wal};
+use crate::wal::{Batch, Wal};
 use crate::{IngestError, IngestMetrics};
 
 /// Limits of the ingest service.
@@ -117,17 +117,12 @@ impl Ingestor {
             .map_err(|e| IngestError::WalFailed {
                 reason: format!("ingest worker failed: {e}"),
             })??;
-        let Prepared {
-            payload,
-            events,
-            report,
-            bytes,
-        } = prepared;
-        let count = events.len();
+        let Prepared { batch, report, bytes } = prepared;
+        let count = batch.len();
         if count == 0 {
             return Ok(report);
         }
-        self.wal.append(payload, events).await.inspect_err(|e| {
+        self.wal.append(batch).await.inspect_err(|e| {
             if matches!(e, IngestError::Overloaded) {
                 self.metrics.overloaded.inc();
             }
@@ -140,8 +135,7 @@ impl Ingestor {
 }
 
 struct Prepared {
-    payload: Vec<u8>,
-    events: Vec<schemas::Event>,
+    batch: Batch,
     report: IngestReport,
     bytes: usize,
 }
@@ -173,10 +167,8 @@ fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8])
         events.push(event);
     }
     report.accepted = events.len();
-    let payload = encode_payload(&events);
     Ok(Prepared {
-        payload,
-        events,
+        batch: Batch::encode(events),
         report,
         bytes: decoded.len(),
     })

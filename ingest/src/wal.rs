@@ -85,8 +85,93 @@ pub struct Durable {
     pub start: u64,
     /// LSN just after the record.
     pub end: u64,
-    /// The normalized events.
+    /// The events, with the payload they were logged as.
+    pub batch: Batch,
+}
+
+/// Normalized events and their record payload. Each event is serialized
+/// once: the payload line is also what the index stores as its `_source`.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The events.
     pub events: Vec<Event>,
+    payload: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Batch {
+    /// Serializes `events` into a payload: one line an event, a marker byte
+    /// (`a` Tripline assigned the id, `c` the client chose it) then JSON.
+    pub fn encode(events: Vec<Event>) -> Batch {
+        let mut payload = Vec::with_capacity(events.len() * 512);
+        let mut spans = Vec::with_capacity(events.len());
+        for e in &events {
+            payload.push(if e.id_assigned() { b'a' } else { b'c' });
+            let start = payload.len();
+            serde_json::to_writer(&mut payload, e).expect("serializing a JSON map to a Vec cannot fail");
+            spans.push(start..payload.len());
+            payload.push(b'\n');
+        }
+        Batch { events, payload, spans }
+    }
+
+    /// Reads a payload back; an event that does not parse is logged and skipped.
+    pub fn decode(payload: Vec<u8>, origin: &Path, offset: usize) -> Batch {
+        let mut events = Vec::new();
+        let mut spans = Vec::new();
+        let mut pos = 0;
+        for (i, line) in payload.split(|&b| b == b'\n').enumerate() {
+            let line_start = pos;
+            pos += line.len() + 1;
+            if line.is_empty() {
+                continue;
+            }
+            let (assigned, skip) = match line[0] {
+                b'a' => (true, 1),
+                b'c' => (false, 1),
+                _ => (false, 0),
+            };
+            let json = &line[skip..];
+            match serde_json::from_slice::<Event>(json) {
+                Ok(mut e) => {
+                    e.set_id_assigned(assigned);
+                    events.push(e);
+                    spans.push(line_start + skip..line_start + line.len());
+                }
+                Err(e) => tracing::error!(
+                    segment = %origin.display(),
+                    offset,
+                    line = i + 1,
+                    error = %e,
+                    "wal record passed its checksum but an event does not parse, skipping the event"
+                ),
+            }
+        }
+        Batch { events, payload, spans }
+    }
+
+    /// The JSON of event `i`, as logged.
+    pub fn source(&self, i: usize) -> &[u8] {
+        self.spans
+            .get(i)
+            .and_then(|r| self.payload.get(r.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The record payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True without events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 /// What recovery found.
@@ -105,8 +190,7 @@ pub struct Recovered {
 }
 
 struct Request {
-    payload: Vec<u8>,
-    events: Vec<Event>,
+    batch: Batch,
     reply: oneshot::Sender<Result<u64, IngestError>>,
 }
 
@@ -198,14 +282,14 @@ impl Wal {
                     report.skipped += 1;
                     continue;
                 }
-                let events = decode_payload(payload, &path, offset);
+                let batch = Batch::decode(payload.to_vec(), &path, offset);
                 report.replayed += 1;
                 metrics.wal_replayed_records.inc();
                 if downstream
                     .send(Durable {
                         start: rec_start,
                         end: rec_end,
-                        events,
+                        batch,
                     })
                     .is_err()
                 {
@@ -252,13 +336,13 @@ impl Wal {
     }
 
     /// Appends one batch; resolves once it is fsynced, to the LSN after it.
-    pub async fn append(&self, payload: Vec<u8>, events: Vec<Event>) -> Result<u64, IngestError> {
+    pub async fn append(&self, batch: Batch) -> Result<u64, IngestError> {
         if let Some(reason) = self.shared.failure() {
             return Err(IngestError::WalFailed { reason });
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(Msg::Append(Request { payload, events, reply }))
+            .try_send(Msg::Append(Request { batch, reply }))
             .map_err(|e| match e {
                 TrySendError::Full(_) => IngestError::Overloaded,
                 TrySendError::Disconnected(_) => IngestError::WalClosed,
@@ -288,45 +372,6 @@ impl Wal {
             }
         }
     }
-}
-
-fn decode_payload(payload: &[u8], path: &Path, offset: usize) -> Vec<Event> {
-    let mut events = Vec::new();
-    for (i, line) in payload.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let (assigned, json) = match line.split_first() {
-            Some((b'a', rest)) => (true, rest),
-            Some((b'c', rest)) => (false, rest),
-            _ => (false, line),
-        };
-        match serde_json::from_slice::<Event>(json) {
-            Ok(mut e) => {
-                e.set_id_assigned(assigned);
-                events.push(e);
-            }
-            Err(e) => tracing::error!(
-                segment = %path.display(),
-                offset,
-                line = i + 1,
-                error = %e,
-                "wal record passed its checksum but an event does not parse, skipping the event"
-            ),
-        }
-    }
-    events
-}
-
-/// Encodes events as a record payload (NDJSON).
-pub fn encode_payload(events: &[Event]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 512);
-    for e in events {
-        out.push(if e.id_assigned() { b'a' } else { b'c' });
-        serde_json::to_writer(&mut out, e).expect("serializing a JSON map to a Vec cannot fail");
-        out.push(b'\n');
-    }
-    out
 }
 
 /// Appends a framed record to `out`.
@@ -469,11 +514,11 @@ impl Writer {
                 }
             };
             let mut group = vec![first];
-            let mut bytes = group[0].payload.len();
+            let mut bytes = group[0].batch.payload.len();
             while bytes < self.config.max_group_bytes {
                 match rx.try_recv() {
                     Ok(Msg::Append(r)) => {
-                        bytes += r.payload.len();
+                        bytes += r.batch.payload.len();
                         group.push(r);
                     }
                     Ok(Msg::Close) => {
@@ -507,12 +552,12 @@ impl Writer {
         let base = self.active.start + self.active.len;
         let mut accepted = Vec::with_capacity(group.len());
         for r in group {
-            if r.payload.len() > MAX_RECORD_LEN {
+            if r.batch.payload.len() > MAX_RECORD_LEN {
                 let _ = r.reply.send(Err(IngestError::BodyTooLarge { limit: MAX_RECORD_LEN }));
                 continue;
             }
             let start = base + self.buf.len() as u64;
-            encode_record(&r.payload, &mut self.buf);
+            encode_record(&r.batch.payload, &mut self.buf);
             spans.push((start, base + self.buf.len() as u64));
             accepted.push(r);
         }
@@ -544,7 +589,7 @@ impl Writer {
                 .send(Durable {
                     start,
                     end,
-                    events: r.events,
+                    batch: r.batch,
                 })
                 .is_err()
             {
@@ -615,12 +660,12 @@ mod tests {
     fn append(wal: &Wal, n: usize) -> u64 {
         let events = vec![event(n)];
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(wal.append(encode_payload(&events), events)).unwrap()
+        rt.block_on(wal.append(Batch::encode(events))).unwrap()
     }
 
     fn drain(rx: &Receiver<Durable>) -> Vec<usize> {
         rx.try_iter()
-            .flat_map(|d| d.events)
+            .flat_map(|d| d.batch.events)
             .map(|e| e.get("n").and_then(|v| v.as_u64()).unwrap() as usize)
             .collect()
     }
@@ -645,7 +690,7 @@ mod tests {
         assert_eq!(drain(&o.rx), vec![0, 1, 2]);
         // A crash in the middle of writing a fourth record.
         let mut rec = Vec::new();
-        encode_record(&encode_payload(&[event(3)]), &mut rec);
+        encode_record(Batch::encode(vec![event(3)]).payload(), &mut rec);
         append_raw(&last_segment(dir.path()), &rec[..rec.len() / 2]);
 
         let o = open(dir.path(), 0, 1 << 20);
@@ -736,7 +781,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let try_append = |n| {
             let events = vec![event(n)];
-            rt.block_on(o.wal.append(encode_payload(&events), events))
+            rt.block_on(o.wal.append(Batch::encode(events)))
         };
         assert!(matches!(try_append(1), Err(IngestError::WalFailed { .. })));
         assert!(o.wal.failure().is_some());
@@ -759,13 +804,12 @@ mod tests {
         a.set_id_assigned(true);
         let b = event(2);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(o.wal.append(encode_payload(&[a.clone(), b.clone()]), vec![a, b]))
-            .unwrap();
+        rt.block_on(o.wal.append(Batch::encode(vec![a, b]))).unwrap();
         o.wal.close();
         let o = open(dir.path(), 0, 1 << 20);
         let replayed: Vec<bool> =
             o.rx.try_iter()
-                .flat_map(|d| d.events)
+                .flat_map(|d| d.batch.events)
                 .map(|e| e.id_assigned())
                 .collect();
         assert_eq!(replayed, vec![true, false]);
@@ -805,7 +849,7 @@ mod tests {
                     Op::TornWrite(n, cut) => {
                         o.wal.close();
                         let mut rec = Vec::new();
-                        encode_record(&encode_payload(&[event(n)]), &mut rec);
+                        encode_record(Batch::encode(vec![event(n)]).payload(), &mut rec);
                         let keep = (cut as usize * rec.len() / 256).min(rec.len() - 1);
                         append_raw(&last_segment(dir.path()), &rec[..keep]);
                         o = open(dir.path(), 0, 600);

@@ -25,6 +25,10 @@ struct Args {
     /// Writer memory, as the daemon's `index.writer_memory_mb`.
     #[arg(long, default_value_t = 128)]
     writer_memory_mb: usize,
+    /// Commit after this many documents (0: once at the end), to see what
+    /// frequent commits and the merges they cause cost.
+    #[arg(long, default_value_t = 0)]
+    commit_every: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,10 +64,14 @@ fn main() -> anyhow::Result<()> {
         index.writer_with_num_threads::<TantivyDocument>(args.writer_threads, args.writer_memory_mb << 20)?;
     let now = schemas::time::format(time::OffsetDateTime::now_utc());
     let t = Instant::now();
-    for l in &lines {
+    for (i, l) in lines.iter().enumerate() {
         let mut e = Event::from_json(serde_json::from_slice(l)?)?;
         ingest::normalize::normalize(&mut e, "bench", &now);
-        writer.add_document(to_document(&schema, &e))?;
+        let source = serde_json::to_vec(&e)?;
+        writer.add_document(to_document(&schema, &e, &source))?;
+        if args.commit_every > 0 && (i + 1) % args.commit_every == 0 {
+            writer.commit()?;
+        }
     }
     writer.commit()?;
     writer.wait_merging_threads()?;
@@ -72,6 +80,7 @@ fn main() -> anyhow::Result<()> {
 
     let report = serde_json::json!({
         "events": n,
+        "commit_every": args.commit_every,
         "raw_bytes": data.len(),
         "serde_json": { "events_per_s": (n as f64 / serde_secs).round(), "mb_per_s": (mb / serde_secs * 10.0).round() / 10.0 },
         "raw_tantivy": {
