@@ -280,3 +280,33 @@ fn an_unknown_config_key_is_refused_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("retention"), "{err}");
 }
+
+#[test]
+fn the_cli_prints_a_table_json_lines_and_syntax_errors() {
+    let (_dir, d) = boot();
+    let body =
+        b"{\"@timestamp\":\"2026-11-20T10:00:00Z\",\"message\":\"Failed password for root\",\"user.name\":\"root\"}\n";
+    assert_eq!(ingest(&d.base, "sshd", Some(ADMIN), body, None).unwrap().0, 200);
+    wait_total(&d.base, "*", 1);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
+            .args(["query", "--server", &d.base, "--token", ADMIN])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["user.name:root"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.lines().nth(1).unwrap().contains("2026-11-20T10:00:00Z  sshd"),
+        "{table}"
+    );
+    assert!(table.contains("Failed password for root"));
+    let out = run(&["--json", "password"]);
+    let hit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hit["user.name"], "root");
+    let out = run(&["user.name:(root"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("400"));
+}
