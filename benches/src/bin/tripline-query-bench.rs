@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         ),
         (
             "full text, all time",
-            json!({"query": "\"failed password\" AND user.name:user0042", "limit": 100}),
+            json!({"query": "\"failed password\" AND host.name:host-042", "limit": 100}),
         ),
     ];
     let mut report = serde_json::Map::new();
