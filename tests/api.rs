@@ -316,3 +316,16 @@ fn the_cli_prints_a_table_json_lines_and_syntax_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("400"));
 }
+
+/// Regression: the body used to be read (up to 64 MiB) before the token was
+/// checked, so an unauthenticated client could make the server buffer it.
+#[test]
+fn an_unauthenticated_oversized_body_is_refused_with_401_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), "[ingest]\nmax_body_bytes = 1024\n");
+    let big = vec![b'x'; 4096];
+    let (status, _) = ingest(&d.base, "x", None, &big, None).unwrap();
+    assert_eq!(status, 401, "the token must be checked before the body");
+    let (status, _) = ingest(&d.base, "x", Some(ADMIN), &big, None).unwrap();
+    assert_eq!(status, 413);
+}

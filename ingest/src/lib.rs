@@ -34,7 +34,7 @@ mod service;
 pub mod wal;
 
 pub use metrics::IngestMetrics;
-pub use service::{IngestConfig, IngestReport, Ingestor, LineError};
+pub use service::{Admission, IngestConfig, IngestReport, Ingestor, LineError};
 pub use wal::{Batch, Durable, Wal, WalConfig};
 
 /// Errors of the ingest stages.

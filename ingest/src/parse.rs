@@ -88,13 +88,7 @@ fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) 
     }
     if !value.is_object() {
         let t = text();
-        let found = match value {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::Number(_) => "a number",
-            Value::String(_) => "a string",
-            _ => "an array",
-        };
+        let found = schemas::json_kind(&value);
         return raw(line, &t, format!("an event must be a JSON object, found {found}"));
     }
     match Event::from_json(value) {

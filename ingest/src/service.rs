@@ -63,6 +63,10 @@ pub struct IngestReport {
     pub errors: Vec<LineError>,
 }
 
+/// A slot for one request, from [`Ingestor::admit`].
+#[derive(Debug)]
+pub struct Admission(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
 /// Decodes, parses, normalizes and makes durable one request at a time.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -89,9 +93,23 @@ impl Ingestor {
         &self.config
     }
 
+    /// Waits (up to `queue_timeout`) for a slot to take one request in. Take
+    /// it before reading the body: at most `max_concurrent_requests` bodies
+    /// are in memory at once.
+    pub async fn admit(&self) -> Result<Admission, IngestError> {
+        match tokio::time::timeout(self.config.queue_timeout, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(Admission(p)),
+            _ => {
+                self.metrics.overloaded.inc();
+                Err(IngestError::Overloaded)
+            }
+        }
+    }
+
     /// Ingests one body shipped as `source`; returns once it is fsynced.
     pub async fn ingest(
         &self,
+        _admission: Admission,
         source: &str,
         content_encoding: Option<&str>,
         body: Bytes,
@@ -102,14 +120,6 @@ impl Ingestor {
             });
         }
         let encoding = Encoding::from_header(content_encoding)?;
-        let _permit = match tokio::time::timeout(self.config.queue_timeout, self.permits.clone().acquire_owned()).await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                self.metrics.overloaded.inc();
-                return Err(IngestError::Overloaded);
-            }
-        };
         let config = self.config.clone();
         let source = source.to_string();
         let prepared = tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))

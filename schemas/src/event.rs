@@ -152,7 +152,8 @@ fn flatten_into(out: &mut Map<String, Value>, prefix: String, map: Map<String, V
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is ("a number", "an array"), for messages.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -23,7 +23,7 @@ mod event;
 pub mod time;
 
 pub use catalog::{Catalog, FieldDef, FieldType};
-pub use event::{Event, DEPTH_LIMIT};
+pub use event::{json_kind, Event, DEPTH_LIMIT};
 
 /// Well-known field names every event carries after ingest.
 pub mod fields {

@@ -21,6 +21,8 @@ pub enum ApiError {
     Query(#[from] QueryError),
     #[error("{0}")]
     BadRequest(String),
+    #[error("request body: {message}")]
+    Body { status: StatusCode, message: String },
     #[error("not ready: write-ahead log replay is running")]
     NotReady,
     #[error("busy: too many searches running")]
@@ -62,6 +64,8 @@ impl ApiError {
                 _ => public(S::BAD_REQUEST, e.to_string()),
             },
             ApiError::BadRequest(m) => public(S::BAD_REQUEST, m.clone()),
+            ApiError::Body { status, .. } if status.is_server_error() => public(*status, "internal error".into()),
+            ApiError::Body { status, message } => public(*status, message.clone()),
             ApiError::NotReady => (S::SERVICE_UNAVAILABLE, Some(1), json!({ "error": self.to_string() })),
             ApiError::Busy => (S::TOO_MANY_REQUESTS, Some(1), json!({ "error": self.to_string() })),
             ApiError::Internal(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),

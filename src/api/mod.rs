@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -89,17 +89,24 @@ struct IngestParams {
     source: Option<String>,
 }
 
+/// The token is checked, and a slot taken, before the body is read: an
+/// unauthenticated or surplus client cannot make the server buffer a body.
 async fn ingest(
     State(state): State<AppState>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<IngestReport>, ApiError> {
     authorize(&state, &headers, Scope::Ingest)?;
     let ingestor = state.ingestor.get().ok_or(ApiError::NotReady)?;
+    let admission = ingestor.admit().await?;
+    let body = Bytes::from_request(request, &()).await.map_err(|r| ApiError::Body {
+        status: r.status(),
+        message: r.body_text(),
+    })?;
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let source = params.source.as_deref().unwrap_or("http");
-    Ok(Json(ingestor.ingest(source, encoding, body).await?))
+    Ok(Json(ingestor.ingest(admission, source, encoding, body).await?))
 }
 
 /// A search as the API takes it (JSON body or query string).
