@@ -25,15 +25,20 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Frames `body`. Blank lines are skipped. A body that starts with `[` and is
 /// a valid JSON array yields its elements; one that is a single JSON object
-/// yields it; anything else is read as lines, so one bad line never hides the
-/// others. Values nested deeper than `max_depth` are left to [`crate::parse`]
-/// to report.
+/// spread over several lines yields it; anything else is read as lines, so
+/// one bad line never hides the others. Values nested deeper than
+/// `max_depth` are left to [`crate::parse`] to report.
+///
+/// NDJSON, the common case, is recognised from its first line alone (an
+/// object that closes on it), so the body is not scanned twice.
 pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
     let body = body.strip_prefix(BOM).unwrap_or(body);
     let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
-    let whole = match body.get(start) {
-        Some(b'[') | Some(b'{') if !nested_deeper_than(&body[start..], max_depth.max(1) * 2) => {
-            serde_json::from_slice::<Value>(&body[start..]).ok()
+    let rest = &body[start..];
+    let whole = match rest.first() {
+        Some(b'{') if closes_on_first_line(rest) => None,
+        Some(b'[') | Some(b'{') if !nested_deeper_than(rest, max_depth.max(1) * 2) => {
+            serde_json::from_slice::<Value>(rest).ok()
         }
         _ => None,
     };
@@ -73,6 +78,18 @@ fn lines(body: &[u8]) -> Vec<Item<'_>> {
 /// True when JSON-ish bytes open more than `limit` nested brackets (strings
 /// are skipped). A cheap guard run before handing a whole body to serde.
 pub fn nested_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    walk_brackets(bytes, |depth, _| depth > limit)
+}
+
+/// True when the value `bytes` opens closes again before the first newline.
+fn closes_on_first_line(bytes: &[u8]) -> bool {
+    let line = memchr::memchr(b'\n', bytes).map_or(bytes, |n| &bytes[..n]);
+    walk_brackets(line, |depth, closing| closing && depth == 0)
+}
+
+/// Walks the brackets of JSON-ish bytes outside strings, calling
+/// `stop(depth after the bracket, is a closing bracket)`; true when it stopped.
+fn walk_brackets(bytes: &[u8], mut stop: impl FnMut(usize, bool) -> bool) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -86,16 +103,23 @@ pub fn nested_deeper_than(bytes: &[u8], limit: usize) -> bool {
             }
             continue;
         }
-        match b {
-            b'"' => in_string = true,
+        let closing = match b {
+            b'"' => {
+                in_string = true;
+                continue;
+            }
             b'[' | b'{' => {
                 depth += 1;
-                if depth > limit {
-                    return true;
-                }
+                false
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                true
+            }
+            _ => continue,
+        };
+        if stop(depth, closing) {
+            return true;
         }
     }
     false
@@ -134,6 +158,22 @@ mod tests {
     fn an_invalid_array_falls_back_to_lines() {
         let items = frame(b"[1,\n{\"a\":1}\n", 64);
         assert_eq!(lines_of(&items), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_single_line_object_and_ndjson_are_read_as_lines() {
+        let items = frame(b"{\"a\":\"}\\\"{\"}\n{\"b\":2}\n", 64);
+        assert_eq!(lines_of(&items), vec![1, 2]);
+        assert!(matches!(items[0].kind, ItemKind::Raw(_)));
+        let items = frame(b"{\"a\":{\"b\":1}}", 64);
+        assert_eq!(lines_of(&items), vec![1]);
+    }
+
+    #[test]
+    fn a_single_line_array_still_yields_its_elements() {
+        let items = frame(b"[{\"a\":1},{\"b\":2}]\n", 64);
+        assert_eq!(lines_of(&items), vec![1, 2]);
+        assert!(matches!(items[0].kind, ItemKind::Value(_)));
     }
 
     #[test]

@@ -58,15 +58,16 @@ pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
                 );
                 return raw(line, cut, reason);
             }
-            if nested_deeper_than(bytes, limits.max_depth) {
-                return raw(
+            // serde_json stops at its own recursion limit, so the bytes are
+            // scanned for depth only to explain a failure; a value that
+            // parsed is checked by `from_value`.
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(value) => from_value(line, value, Some(bytes), limits),
+                Err(_) if nested_deeper_than(bytes, limits.max_depth) => raw(
                     line,
                     bytes,
                     format!("JSON nested deeper than {} levels", limits.max_depth),
-                );
-            }
-            match serde_json::from_slice::<Value>(bytes) {
-                Ok(value) => from_value(line, value, Some(bytes), limits),
+                ),
                 Err(e) => raw(
                     line,
                     bytes,
