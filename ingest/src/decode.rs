@@ -54,11 +54,31 @@ pub fn decode(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, 
             }
             Ok(body.to_vec())
         }
-        Encoding::Gzip => read_limited(encoding, flate2::bufread::MultiGzDecoder::new(body), limit, body.len()),
-        Encoding::Deflate => match read_limited(encoding, flate2::bufread::ZlibDecoder::new(body), limit, body.len()) {
-            Err(IngestError::BadEncoding { .. }) => {
-                read_limited(encoding, flate2::bufread::DeflateDecoder::new(body), limit, body.len())
-            }
+        Encoding::Gzip => {
+            // The trailer's ISIZE: the last member's length mod 2^32.
+            let size = body.last_chunk::<4>().map(|b| u64::from(u32::from_le_bytes(*b)));
+            read_limited(
+                encoding,
+                flate2::bufread::MultiGzDecoder::new(body),
+                limit,
+                body.len(),
+                size,
+            )
+        }
+        Encoding::Deflate => match read_limited(
+            encoding,
+            flate2::bufread::ZlibDecoder::new(body),
+            limit,
+            body.len(),
+            None,
+        ) {
+            Err(IngestError::BadEncoding { .. }) => read_limited(
+                encoding,
+                flate2::bufread::DeflateDecoder::new(body),
+                limit,
+                body.len(),
+                None,
+            ),
             other => other,
         },
         Encoding::Zstd => {
@@ -67,18 +87,29 @@ pub fn decode(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, 
                 offset: 0,
                 reason: e.to_string(),
             })?;
-            read_limited(encoding, decoder, limit, body.len())
+            let size = zstd::zstd_safe::get_frame_content_size(body).ok().flatten();
+            read_limited(encoding, decoder, limit, body.len(), size)
         }
     }
 }
 
+/// `size` is the decompressed size the stream's header or trailer claims: a
+/// hint, trusted only up to `limit` and 64 times the compressed size, so a
+/// small body cannot make the server reserve more than a real one would.
+/// Sized right, the output is never copied while it grows.
 fn read_limited(
     encoding: Encoding,
     reader: impl Read,
     limit: usize,
     compressed_len: usize,
+    size: Option<u64>,
 ) -> Result<Vec<u8>, IngestError> {
-    let mut out = Vec::with_capacity(compressed_len.saturating_mul(4).min(limit).min(16 << 20));
+    let guess = compressed_len.saturating_mul(4);
+    let claimed = size
+        .and_then(|s| usize::try_from(s).ok())
+        .filter(|&s| s <= compressed_len.saturating_mul(64))
+        .map_or(guess, |s| s.saturating_add(1));
+    let mut out = Vec::with_capacity(claimed.min(limit.saturating_add(1)).min(64 << 20));
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut limited = reader.take(cap);
     limited.read_to_end(&mut out).map_err(|e| IngestError::BadEncoding {
@@ -118,6 +149,33 @@ mod tests {
         );
         let zs = zstd::stream::encode_all(&data[..], 3).unwrap();
         assert_eq!(decode(Encoding::Zstd, &zs, 1 << 20).unwrap(), data);
+    }
+
+    #[test]
+    fn the_size_trailer_sizes_the_output_once_and_a_lie_is_capped() {
+        // Log-like data, compressed well under the 64x a hint is trusted to.
+        let data: Vec<u8> = (0..5000u64)
+            .flat_map(|i| format!("{{\"n\":{i},\"h\":\"{:x}\"}}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).into_bytes())
+            .collect();
+        let body = gzip(&data);
+        assert!(body.len() * 64 > data.len());
+        let out = decode(Encoding::Gzip, &body, 1 << 20).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(out.capacity(), data.len() + 1, "grown instead of sized from ISIZE");
+        // One-shot zstd writes the content size in the frame header.
+        let zs = zstd::bulk::compress(&data, 3).unwrap();
+        assert_eq!(decode(Encoding::Zstd, &zs, 1 << 20).unwrap().capacity(), data.len() + 1);
+
+        let small = gzip(b"{}\n");
+        let out = read_limited(
+            Encoding::Gzip,
+            flate2::bufread::MultiGzDecoder::new(&small[..]),
+            1 << 30,
+            small.len(),
+            Some(u64::from(u32::MAX)),
+        )
+        .unwrap();
+        assert!(out.capacity() <= small.len() * 4, "a claimed size was trusted past 64x");
     }
 
     #[test]
