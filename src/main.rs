@@ -13,6 +13,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc: ingest allocates many small, short-lived maps and strings per
+/// event and large request buffers; glibc malloc cost ~12% of the daemon's
+/// CPU, and mimalloc's prompt return of freed pages to the OS cost as much
+/// in page faults (BENCHMARKS.md has the comparison).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "tripline", version, about = "Centralized security log pipeline")]
 struct Cli {
