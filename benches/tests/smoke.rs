@@ -55,3 +55,101 @@ fn gen_writes_a_deterministic_corpus_and_ceiling_indexes_it() {
         5
     );
 }
+
+/// Starts the daemon of this workspace (building it when `cargo test` did
+/// not) on port 0; returns it and its base URL.
+fn start_daemon(data: &std::path::Path, token: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tripline-load"))
+        .with_file_name(format!("tripline{}", std::env::consts::EXE_SUFFIX));
+    if !exe.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "tripline", "--bin", "tripline", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut child = Command::new(&exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("TRIPLINE_ADMIN_TOKEN", token)
+        .env("TRIPLINE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut base = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("tripline listening on ") {
+            base = Some(a.trim().to_string());
+        }
+        if line.trim() == "tripline ready" {
+            break;
+        }
+    }
+    (child, base.expect("the daemon printed its address"))
+}
+
+#[test]
+fn load_drives_a_daemon_and_query_bench_finds_the_needle() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.ndjson");
+    let status = Command::new(env!("CARGO_BIN_EXE_tripline-gen"))
+        .args([
+            "--events",
+            "2500",
+            "--seed",
+            "3",
+            "--span-hours",
+            "2",
+            "--needle-every",
+            "500",
+            "--out",
+        ])
+        .arg(&corpus)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let token = "smoke-admin-token";
+    let (mut daemon, base) = start_daemon(&dir.path().join("data"), token);
+
+    // Open model at a rate it easily sustains, batches that do not divide
+    // the corpus evenly: every event must be acknowledged and searchable.
+    let out = Command::new(env!("CARGO_BIN_EXE_tripline-load"))
+        .args([
+            "--server",
+            &base,
+            "--token",
+            token,
+            "--connections",
+            "2",
+            "--batch",
+            "300",
+            "--rate",
+            "20000",
+        ])
+        .arg("--input")
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"], 2500);
+    assert_eq!(report["raw_bytes"], std::fs::metadata(&corpus).unwrap().len());
+    assert!(report["acked"]["events_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tripline-query-bench"))
+        .args(["--server", &base, "--token", token, "--runs", "2", "--skip-ripgrep"])
+        .arg("--input")
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["needle, all time"]["total"], 5, "{report}");
+    assert!(report["1-hour window + term"]["total"].as_u64().is_some());
+}

@@ -100,32 +100,82 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().expect("gzip into memory")
 }
 
+/// NDJSON lines gathered into gzipped request bodies of `batch` events.
+struct Bodies {
+    batch: usize,
+    raw_bytes: usize,
+    events: usize,
+    body: String,
+    in_body: usize,
+    gzipped: Vec<Vec<u8>>,
+}
+
+impl Bodies {
+    fn new(batch: usize) -> Bodies {
+        Bodies {
+            batch: batch.max(1),
+            raw_bytes: 0,
+            events: 0,
+            body: String::new(),
+            in_body: 0,
+            gzipped: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, line: &str) {
+        if line.is_empty() {
+            return;
+        }
+        self.raw_bytes += line.len() + 1;
+        self.events += 1;
+        self.body.push_str(line);
+        self.body.push('\n');
+        self.in_body += 1;
+        if self.in_body == self.batch {
+            self.gzipped.push(gzip(self.body.as_bytes()));
+            self.body.clear();
+            self.in_body = 0;
+        }
+    }
+
+    fn finish(mut self) -> Bodies {
+        if self.in_body > 0 {
+            self.gzipped.push(gzip(self.body.as_bytes()));
+            self.in_body = 0;
+        }
+        self.body = String::new();
+        self
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let lines: Vec<String> = match &args.input {
-        Some(p) => std::fs::read_to_string(p)?
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
+    // Bodies are gzipped before the clock starts (compression is the
+    // shippers' work, not the daemon's), streaming so that only the
+    // compressed bodies are held in memory.
+    let mut bodies = Bodies::new(args.batch);
+    match &args.input {
+        Some(p) => {
+            let file = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            for line in BufReader::with_capacity(1 << 20, file).lines() {
+                bodies.push(&line?);
+            }
+        }
         None => {
             let start = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
             let mut g = Generator::new(args.seed, start.unix_timestamp_nanos())
                 .with_step_nanos(3_600_000_000_000 / args.events.max(1) as i128);
-            (0..args.events).map(|_| g.next_line()).collect()
+            for _ in 0..args.events {
+                bodies.push(&g.next_line());
+            }
         }
-    };
-    let raw_bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
-    let batches: Vec<Vec<u8>> = lines
-        .chunks(args.batch.max(1))
-        .map(|c| {
-            let mut body = c.join("\n");
-            body.push('\n');
-            gzip(body.as_bytes())
-        })
-        .collect();
-    let total_events = lines.len();
-    drop(lines);
+    }
+    let Bodies {
+        raw_bytes,
+        events: total_events,
+        gzipped: batches,
+        ..
+    } = bodies.finish();
 
     let (spawned, base, token) = match (&args.spawn, &args.server) {
         (Some(bin), _) => {
