@@ -4,7 +4,8 @@
 # alone; raw tantivy with one commit; raw tantivy with a commit every ~second
 # of its own throughput) and Tripline end to end. The machine is shared and
 # noisy, so the rounds alternate and the report gives each ratio per round
-# and its median.
+# and its median, and the CPU seconds each side spent on the same events
+# (raw tantivy until its commit returns, the daemon until searchable).
 #
 #   bash benches/run.sh [EVENTS] [ROUNDS]        (default 1000000 3)
 #
@@ -53,16 +54,21 @@ for r in range(1, rounds + 1):
         "lag": l["ack_to_searchable_ms"],
         "rss": l.get("daemon_peak_rss_mb"),
         "disk": l.get("index_fraction_of_raw"),
+        "cpu_tantivy": c["raw_tantivy"]["cpu_seconds"],
+        "cpu_tripline": l.get("daemon_cpu_seconds") or float("nan"),
     })
-print(f"{'round':>5} {'serde_json':>10} {'tantivy':>9} {'merged':>9} {'~1/s':>9} {'acked':>9} {'searchable':>10} {'ratio':>6} {'vs ~1/s':>7}")
+print(f"{'round':>5} {'serde_json':>10} {'tantivy':>9} {'merged':>9} {'~1/s':>9} {'acked':>9} {'searchable':>10} {'ratio':>6} {'vs ~1/s':>7} {'cpu s':>11} {'cpu ratio':>9}")
 for i, x in enumerate(rows, 1):
     x["ratio"] = x["searchable"] / x["tantivy"]
     x["ratio_commits"] = x["searchable"] / x["tantivy_commits"]
+    x["cpu_ratio"] = x["cpu_tantivy"] / x["cpu_tripline"]
     print(f"{i:>5} {x['serde']:>10.0f} {x['tantivy']:>9.0f} {x['tantivy_merged']:>9.0f} {x['tantivy_commits']:>9.0f} "
-          f"{x['acked']:>9.0f} {x['searchable']:>10.0f} {x['ratio']:>6.2f} {x['ratio_commits']:>7.2f}")
+          f"{x['acked']:>9.0f} {x['searchable']:>10.0f} {x['ratio']:>6.2f} {x['ratio_commits']:>7.2f} "
+          f"{x['cpu_tantivy']:>5.1f}/{x['cpu_tripline']:<5.1f} {x['cpu_ratio']:>9.2f}")
 med = lambda k: statistics.median(x[k] for x in rows)
 print(f"median tripline searchable / raw tantivy (one commit):    {med('ratio'):.2f}")
 print(f"median tripline searchable / raw tantivy (commits ~1/s):  {med('ratio_commits'):.2f}")
+print(f"median CPU seconds raw tantivy / tripline (same events):  {med('cpu_ratio'):.2f}")
 print(f"median tripline searchable events/s: {med('searchable'):.0f}; ack p99 {med('p99'):.0f} ms; "
       f"ack-to-searchable {med('lag'):.0f} ms; peak RSS {med('rss')} MiB; index/raw {med('disk')}")
 PY

@@ -70,6 +70,8 @@ fn main() -> anyhow::Result<()> {
     let mut writer =
         index.writer_with_num_threads::<TantivyDocument>(args.writer_threads, args.writer_memory_mb << 20)?;
     let now = schemas::time::format(time::OffsetDateTime::now_utc());
+    let me = std::process::id();
+    let cpu0 = bench::stats::cpu_seconds(me).unwrap_or(0.0);
     let t = Instant::now();
     for (i, l) in lines.iter().enumerate() {
         let mut e = Event::from_json(serde_json::from_slice(l)?)?;
@@ -83,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     writer.commit()?;
     // Searchable from here: this is what Tripline's "searchable" is held to.
     let tantivy_secs = t.elapsed().as_secs_f64();
+    let cpu = bench::stats::cpu_seconds(me).unwrap_or(0.0) - cpu0;
     writer.wait_merging_threads()?;
     let merged_secs = t.elapsed().as_secs_f64();
     let index_bytes = bench::stats::dir_size(dir.path());
@@ -96,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             "events_per_s": (n as f64 / tantivy_secs).round(),
             "mb_per_s": (mb / tantivy_secs * 10.0).round() / 10.0,
             "events_per_s_merged": (n as f64 / merged_secs).round(),
+            "cpu_seconds": (cpu * 100.0).round() / 100.0,
             "index_bytes": index_bytes,
             "index_fraction_of_raw": ((index_bytes as f64 / data.len() as f64) * 1000.0).round() / 1000.0,
         },

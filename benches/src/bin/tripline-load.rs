@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bench::gen::Generator;
-use bench::stats::{dir_size, ms, peak_rss, quantile};
+use bench::stats::{cpu_seconds, dir_size, ms, peak_rss, quantile};
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -206,6 +206,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let daemon_pid = spawned.as_ref().map(|s| s.child.id());
+    let cpu0 = daemon_pid.and_then(cpu_seconds);
     let t0 = Instant::now();
     let workers: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
@@ -284,6 +286,7 @@ fn main() -> anyhow::Result<()> {
     }
     let searchable = t0.elapsed();
     let lag = acked_marker.elapsed();
+    let cpu = daemon_pid.and_then(cpu_seconds).zip(cpu0).map(|(b, a)| b - a);
 
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     lat.sort_unstable();
@@ -310,6 +313,8 @@ fn main() -> anyhow::Result<()> {
     });
     if let Some(mut s) = spawned {
         report["daemon_peak_rss_mb"] = json!(peak_rss(s.child.id()).map(|b| b / (1 << 20)));
+        // Until searchable, like the ceiling's until its commit.
+        report["daemon_cpu_seconds"] = json!(cpu.map(|c| (c * 100.0).round() / 100.0));
         let data = s.data.path().join("data");
         let index_bytes = dir_size(&data.join("index"));
         report["index_bytes"] = json!(index_bytes);
