@@ -100,6 +100,8 @@ pub struct IndexSection {
     pub writer_threads: usize,
     /// Partitions written at once.
     pub max_open_writers: usize,
+    /// Segments of one size merged at once.
+    pub merge_fan_in: usize,
 }
 
 impl Default for IndexSection {
@@ -110,6 +112,7 @@ impl Default for IndexSection {
             writer_memory_mb: 128,
             writer_threads: 2,
             max_open_writers: 4,
+            merge_fan_in: 16,
         }
     }
 }
@@ -167,6 +170,9 @@ impl Config {
         }
         if self.index.writer_threads == 0 || self.index.max_open_writers == 0 {
             bail!("index.writer_threads and index.max_open_writers must be positive");
+        }
+        if self.index.merge_fan_in < 2 {
+            bail!("index.merge_fan_in must be at least 2");
         }
         if self.wal.segment_bytes < 4096 {
             bail!("wal.segment_bytes must be at least 4096");

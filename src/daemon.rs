@@ -48,6 +48,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             writer_threads: config.index.writer_threads,
             max_open_writers: config.index.max_open_writers,
             retention_days: config.index.retention_days,
+            merge_fan_in: config.index.merge_fan_in,
             ..IndexerConfig::default()
         },
         from_wal,
