@@ -32,13 +32,11 @@ fn gen_writes_a_deterministic_corpus_and_ceiling_indexes_it() {
     assert_eq!(a.lines().count(), 300);
     assert_eq!(a.matches(bench::gen::NEEDLE_IP).count(), 3);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tripline-ceiling"))
-        .arg("--input")
-        .arg(&corpus)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_of(
+        Command::new(env!("CARGO_BIN_EXE_tripline-ceiling"))
+            .arg("--input")
+            .arg(&corpus),
+    );
     assert_eq!(report["events"], 300);
     assert!(report["raw_tantivy"]["index_bytes"].as_u64().unwrap() > 0);
 
@@ -54,6 +52,23 @@ fn gen_writes_a_deterministic_corpus_and_ceiling_indexes_it() {
             .count(),
         5
     );
+}
+
+/// Stops the daemon however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a bench tool to completion and returns the JSON report it printed.
+fn report_of(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Starts the daemon of this workspace (building it when `cargo test` did
@@ -112,44 +127,39 @@ fn load_drives_a_daemon_and_query_bench_finds_the_needle() {
         .unwrap();
     assert!(status.success());
     let token = "smoke-admin-token";
-    let (mut daemon, base) = start_daemon(&dir.path().join("data"), token);
+    let (daemon, base) = start_daemon(&dir.path().join("data"), token);
+    let _stop = KillOnDrop(daemon);
 
     // Open model at a rate it easily sustains, batches that do not divide
-    // the corpus evenly: every event must be acknowledged and searchable.
-    let out = Command::new(env!("CARGO_BIN_EXE_tripline-load"))
-        .args([
-            "--server",
-            &base,
-            "--token",
-            token,
-            "--connections",
-            "2",
-            "--batch",
-            "300",
-            "--rate",
-            "20000",
-        ])
-        .arg("--input")
-        .arg(&corpus)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // the corpus evenly: every event acknowledged, the needles then found.
+    let report = report_of(
+        Command::new(env!("CARGO_BIN_EXE_tripline-load"))
+            .args([
+                "--server",
+                &base,
+                "--token",
+                token,
+                "--connections",
+                "2",
+                "--batch",
+                "300",
+                "--rate",
+                "20000",
+            ])
+            .arg("--input")
+            .arg(&corpus),
+    );
     assert_eq!(report["events"], 2500);
     assert_eq!(report["raw_bytes"], std::fs::metadata(&corpus).unwrap().len());
     assert!(report["acked"]["events_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tripline-query-bench"))
-        .args(["--server", &base, "--token", token, "--runs", "2", "--skip-ripgrep"])
-        .arg("--input")
-        .arg(&corpus)
-        .output()
-        .unwrap();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_of(
+        Command::new(env!("CARGO_BIN_EXE_tripline-query-bench"))
+            .args(["--server", &base, "--token", token, "--runs", "2", "--skip-ripgrep"])
+            .arg("--input")
+            .arg(&corpus),
+    );
     assert_eq!(report["needle, all time"]["total"], 5, "{report}");
     assert!(report["1-hour window + term"]["total"].as_u64().is_some());
 }
