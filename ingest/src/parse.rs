@@ -2,7 +2,7 @@
 //! what cannot be parsed is stored raw, tagged `_parse_failure`, with the
 //! reason in `error.message` and in the ingest response.
 
-use schemas::{fields, tags, Event, DEPTH_LIMIT};
+use schemas::{fields, tags, Event, SchemaError, DEPTH_LIMIT};
 use serde_json::Value;
 
 use crate::frame::{nested_deeper_than, Item, ItemKind};
@@ -58,24 +58,28 @@ pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
                 );
                 return raw(line, cut, reason);
             }
-            // serde_json stops at its own recursion limit, so the bytes are
-            // scanned for depth only to explain a failure; a value that
-            // parsed is checked by `from_value`.
-            match serde_json::from_slice::<Value>(bytes) {
-                Ok(value) => from_value(line, value, Some(bytes), limits),
-                Err(_) if nested_deeper_than(bytes, limits.max_depth) => raw(
-                    line,
-                    bytes,
-                    format!("JSON nested deeper than {} levels", limits.max_depth),
-                ),
-                Err(e) => raw(
+            // Straight into the flat event, no `Value` tree. serde_json stops
+            // at its own recursion limit, so the bytes are scanned for depth
+            // only to explain a failure.
+            match Event::from_json_slice(bytes, limits.max_depth) {
+                Ok(event) => Parsed { event, failure: None },
+                Err(SchemaError::InvalidJson(_)) if nested_deeper_than(bytes, limits.max_depth) => {
+                    raw(line, bytes, too_deep(limits))
+                }
+                Err(SchemaError::InvalidJson(e)) => raw(
                     line,
                     bytes,
                     format!("invalid JSON at column {}: {}", e.column(), strip_position(&e)),
                 ),
+                Err(SchemaError::TooDeep { .. }) => raw(line, bytes, too_deep(limits)),
+                Err(e) => raw(line, bytes, e.to_string()),
             }
         }
     }
+}
+
+fn too_deep(limits: &Limits) -> String {
+    format!("JSON nested deeper than {} levels", limits.max_depth)
 }
 
 fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) -> Parsed {
@@ -83,9 +87,9 @@ fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) 
         Some(b) => b.to_vec(),
         None => serde_json::to_vec(&value).unwrap_or_default(),
     };
-    if depth(&value) > limits.max_depth {
+    if schemas::json_depth(&value) > limits.max_depth {
         let t = text();
-        return raw(line, &t, format!("JSON nested deeper than {} levels", limits.max_depth));
+        return raw(line, &t, too_deep(limits));
     }
     if !value.is_object() {
         let t = text();
@@ -115,14 +119,6 @@ fn strip_position(e: &serde_json::Error) -> String {
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_string(),
         None => s,
-    }
-}
-
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        _ => 0,
     }
 }
 

@@ -23,7 +23,7 @@ mod event;
 pub mod time;
 
 pub use catalog::{Catalog, FieldDef, FieldType};
-pub use event::{json_kind, Event, DEPTH_LIMIT};
+pub use event::{json_depth, json_kind, Event, DEPTH_LIMIT};
 
 /// Well-known field names every event carries after ingest.
 pub mod fields {
@@ -61,4 +61,10 @@ pub enum SchemaError {
     /// An event is not a JSON object.
     #[error("an event must be a JSON object, found {found}")]
     NotAnObject { found: &'static str },
+    /// The bytes are not JSON (serde_json's error has the line and column).
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// The JSON nests objects and arrays deeper than the limit.
+    #[error("JSON nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
 }

@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     let cpu0 = bench::stats::cpu_seconds(me).unwrap_or(0.0);
     let t = Instant::now();
     for (i, l) in lines.iter().enumerate() {
-        let mut e = Event::from_json(serde_json::from_slice(l)?)?;
+        let mut e = Event::from_json_slice(l, schemas::DEPTH_LIMIT)?;
         ingest::normalize::normalize(&mut e, "bench", &now);
         let source = serde_json::to_vec(&e)?;
         writer.add_document(to_document(&schema, &e, &source))?;
