@@ -47,7 +47,7 @@ pub struct Parsed {
 pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
     let line = item.line;
     match item.kind {
-        ItemKind::Value(value) => from_value(line, value, None, limits),
+        ItemKind::Value(value) => from_value(line, value, limits),
         ItemKind::Raw(bytes) => {
             if bytes.len() > limits.max_line_bytes {
                 let cut = &bytes[..limits.max_line_bytes];
@@ -58,23 +58,27 @@ pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
                 );
                 return raw(line, cut, reason);
             }
-            // Straight into the flat event, no `Value` tree. serde_json stops
-            // at its own recursion limit, so the bytes are scanned for depth
-            // only to explain a failure.
-            match Event::from_json_slice(bytes, limits.max_depth) {
-                Ok(event) => Parsed { event, failure: None },
-                Err(SchemaError::InvalidJson(_)) if nested_deeper_than(bytes, limits.max_depth) => {
-                    raw(line, bytes, too_deep(limits))
-                }
-                Err(SchemaError::InvalidJson(e)) => raw(
-                    line,
-                    bytes,
-                    format!("invalid JSON at column {}: {}", e.column(), strip_position(&e)),
-                ),
-                Err(SchemaError::TooDeep { .. }) => raw(line, bytes, too_deep(limits)),
-                Err(e) => raw(line, bytes, e.to_string()),
-            }
+            parse_bytes(line, bytes, limits)
         }
+    }
+}
+
+/// Parses one JSON text straight into the flat event, no `Value` tree.
+/// serde_json stops at its own recursion limit, so the bytes are scanned
+/// for depth only to explain a failure.
+fn parse_bytes(line: usize, bytes: &[u8], limits: &Limits) -> Parsed {
+    match Event::from_json_slice(bytes, limits.max_depth) {
+        Ok(event) => Parsed { event, failure: None },
+        Err(SchemaError::InvalidJson(_)) if nested_deeper_than(bytes, limits.max_depth) => {
+            raw(line, bytes, too_deep(limits))
+        }
+        Err(SchemaError::InvalidJson(e)) => raw(
+            line,
+            bytes,
+            format!("invalid JSON at column {}: {}", e.column(), strip_position(&e)),
+        ),
+        Err(SchemaError::TooDeep { .. }) => raw(line, bytes, too_deep(limits)),
+        Err(e) => raw(line, bytes, e.to_string()),
     }
 }
 
@@ -82,23 +86,13 @@ fn too_deep(limits: &Limits) -> String {
     format!("JSON nested deeper than {} levels", limits.max_depth)
 }
 
-fn from_value(line: usize, value: Value, bytes: Option<&[u8]>, limits: &Limits) -> Parsed {
-    let text = || match bytes {
-        Some(b) => b.to_vec(),
-        None => serde_json::to_vec(&value).unwrap_or_default(),
-    };
-    if schemas::json_depth(&value) > limits.max_depth {
-        let t = text();
-        return raw(line, &t, too_deep(limits));
-    }
-    if !value.is_object() {
-        let t = text();
-        let found = schemas::json_kind(&value);
-        return raw(line, &t, format!("an event must be a JSON object, found {found}"));
-    }
-    match Event::from_json(value) {
-        Ok(event) => Parsed { event, failure: None },
-        Err(e) => raw(line, b"", e.to_string()),
+/// An item framing already parsed (an array element, a whole object): back
+/// to bytes and through the same path as a line, so the same limits apply
+/// and a failure keeps the item's text.
+fn from_value(line: usize, value: Value, limits: &Limits) -> Parsed {
+    match serde_json::to_vec(&value) {
+        Ok(bytes) => parse_bytes(line, &bytes, limits),
+        Err(e) => raw(line, b"", format!("cannot re-encode the item: {e}")),
     }
 }
 
@@ -185,6 +179,33 @@ mod tests {
         let very_deep = "[".repeat(100_000);
         let p = parse_all(very_deep.as_bytes()).remove(0);
         assert!(p.failure.is_some());
+    }
+
+    /// Regression: flattening wrote a long key once per leaf below it, so a
+    /// 300 KB line could become gigabytes of field names.
+    #[test]
+    fn a_long_key_above_many_leaves_is_stored_raw_not_flattened() {
+        let leaves: Vec<String> = (0..20_000).map(|i| format!("\"k{i}\":1")).collect();
+        let line = format!("{{\"{}\":{{{}}}}}", "x".repeat(100_000), leaves.join(","));
+        for body in [line.clone(), format!("[{line}]")] {
+            let p = parse_all(body.as_bytes()).remove(0);
+            assert!(p.failure.unwrap().reason.contains("field names would take over"));
+            assert_eq!(p.event.get_str("message").map(str::len), Some(line.len()));
+        }
+    }
+
+    #[test]
+    fn array_elements_get_the_same_limits_and_keep_their_text() {
+        let deep = format!("{}1{}", "[".repeat(65), "]".repeat(65));
+        let body = format!("[{{\"ok\":1}}, {{\"a\":{deep}}}, 7]");
+        let parsed = parse_all(body.as_bytes());
+        assert!(parsed[0].failure.is_none());
+        assert!(parsed[1].failure.as_ref().unwrap().reason.contains("deeper than 64"));
+        assert_eq!(
+            parsed[1].event.get_str("message"),
+            Some(format!("{{\"a\":{deep}}}").as_str())
+        );
+        assert!(parsed[2].failure.as_ref().unwrap().reason.contains("found a number"));
     }
 
     #[test]

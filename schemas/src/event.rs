@@ -46,10 +46,14 @@ impl Event {
 
     /// Flattens a JSON object into an event.
     pub fn from_json(value: Value) -> Result<Event, SchemaError> {
+        let limit = name_budget(json_size(&value));
         match value {
             Value::Object(map) => {
                 let mut event = Event::new();
-                flatten_into(&mut event.fields, String::new(), map);
+                let mut left = limit;
+                if !flatten_into(&mut event.fields, String::new(), map, &mut left) {
+                    return Err(SchemaError::NamesTooLong { limit });
+                }
                 Ok(event)
             }
             other => Err(SchemaError::NotAnObject {
@@ -78,6 +82,8 @@ impl Event {
             out: Map::new(),
             max_depth,
             too_deep: false,
+            names_left: name_budget(bytes.len()),
+            names_limit: name_budget(bytes.len()),
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let parsed = Field {
@@ -93,6 +99,9 @@ impl Event {
                 id_assigned: false,
             }),
             Err(_) if flat.too_deep => Err(SchemaError::TooDeep { limit: max_depth }),
+            Err(_) if flat.names_left == 0 => Err(SchemaError::NamesTooLong {
+                limit: flat.names_limit,
+            }),
             Err(e) => Err(SchemaError::InvalidJson(e)),
         }
     }
@@ -178,29 +187,59 @@ impl Event {
     }
 }
 
-fn flatten_into(out: &mut Map<String, Value>, prefix: String, map: Map<String, Value>) {
+/// Flattens `map` under `prefix`; false when the names would take more
+/// than `names_left` bytes.
+fn flatten_into(out: &mut Map<String, Value>, prefix: String, map: Map<String, Value>, names_left: &mut usize) -> bool {
     for (key, value) in map {
         let name = if prefix.is_empty() {
             key
         } else {
+            let len = prefix.len() + 1 + key.len();
+            if len > *names_left {
+                return false;
+            }
+            *names_left -= len;
             format!("{prefix}.{key}")
         };
         match value {
-            Value::Object(inner) if !inner.is_empty() => flatten_into(out, name, inner),
+            Value::Object(inner) if !inner.is_empty() => {
+                if !flatten_into(out, name, inner, names_left) {
+                    return false;
+                }
+            }
             other => {
                 out.insert(name, other);
             }
         }
     }
+    true
 }
 
 /// Nesting depth of a value: a scalar is 0, an object or array one more
 /// than its deepest member.
-pub fn json_depth(v: &Value) -> usize {
+fn json_depth(v: &Value) -> usize {
     match v {
         Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
         Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
         _ => 0,
+    }
+}
+
+/// Bytes of dotted names flattening may write for an input of `size`
+/// bytes. A name repeats its parents' keys, so `{"<long key>":{"a":1,
+/// "b":1,...}}` would otherwise turn a 1 MiB line into gigabytes of names;
+/// real events stay far below 8x (a name is a few keys deep).
+fn name_budget(size: usize) -> usize {
+    size.saturating_mul(8).saturating_add(4096)
+}
+
+/// Roughly the bytes `v` takes as JSON (keys and strings; 8 per other value).
+fn json_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(json_size).sum::<usize>(),
+        Value::Object(map) => 2 + map.iter().map(|(k, v)| k.len() + 3 + json_size(v)).sum::<usize>(),
+        _ => 8,
     }
 }
 
@@ -209,6 +248,9 @@ struct Flattener {
     out: Map<String, Value>,
     max_depth: usize,
     too_deep: bool,
+    /// Name bytes still allowed, and the budget it started from.
+    names_left: usize,
+    names_limit: usize,
 }
 
 /// One JSON value to store under the dotted `name`, inside `depth` objects.
@@ -304,6 +346,12 @@ impl<'de> Visitor<'de> for Field<'_> {
             let name = if self.name.is_empty() {
                 key
             } else {
+                let len = self.name.len() + 1 + key.len();
+                if len > self.flat.names_left {
+                    self.flat.names_left = 0;
+                    return Err(de::Error::custom("flattened field names too long"));
+                }
+                self.flat.names_left -= len;
                 format!("{}.{key}", self.name)
             };
             map.next_value_seed(Field {
@@ -380,6 +428,23 @@ mod tests {
             let want = Event::from_json(serde_json::from_str(case).unwrap()).unwrap();
             assert_eq!(Event::from_json_slice(case.as_bytes(), 64).unwrap(), want, "{case}");
         }
+    }
+
+    /// Regression: a long key above many leaves made flattening write the
+    /// key once per leaf (a 1 MiB line could become gigabytes of names).
+    #[test]
+    fn a_long_key_above_many_leaves_cannot_blow_up_the_names() {
+        let leaves: Vec<String> = (0..20_000).map(|i| format!("\"k{i}\":1")).collect();
+        let line = format!("{{\"{}\":{{{}}}}}", "x".repeat(100_000), leaves.join(","));
+        assert!(matches!(
+            Event::from_json_slice(line.as_bytes(), 64),
+            Err(SchemaError::NamesTooLong { .. })
+        ));
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert!(matches!(Event::from_json(value), Err(SchemaError::NamesTooLong { .. })));
+        // Real events flatten as before.
+        let nested = r#"{"a":{"b":{"c":{"d":{"e":1,"f":2,"g":3}}}},"userIdentity":{"sessionContext":{"attributes":{"mfaAuthenticated":"false"}}}}"#;
+        assert_eq!(Event::from_json_slice(nested.as_bytes(), 64).unwrap().len(), 4);
     }
 
     #[test]

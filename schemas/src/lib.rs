@@ -23,7 +23,7 @@ mod event;
 pub mod time;
 
 pub use catalog::{Catalog, FieldDef, FieldType};
-pub use event::{json_depth, json_kind, Event, DEPTH_LIMIT};
+pub use event::{json_kind, Event, DEPTH_LIMIT};
 
 /// Well-known field names every event carries after ingest.
 pub mod fields {
@@ -67,4 +67,8 @@ pub enum SchemaError {
     /// The JSON nests objects and arrays deeper than the limit.
     #[error("JSON nested deeper than {limit} levels")]
     TooDeep { limit: usize },
+    /// Flattening would write more bytes of dotted field names than the
+    /// event's own size allows (long keys above many leaves).
+    #[error("flattened field names would take over {limit} bytes")]
+    NamesTooLong { limit: usize },
 }
