@@ -84,6 +84,7 @@ impl Event {
             too_deep: false,
             names_left: name_budget(bytes.len()),
             names_limit: name_budget(bytes.len()),
+            names_exhausted: false,
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let parsed = Field {
@@ -99,7 +100,7 @@ impl Event {
                 id_assigned: false,
             }),
             Err(_) if flat.too_deep => Err(SchemaError::TooDeep { limit: max_depth }),
-            Err(_) if flat.names_left == 0 => Err(SchemaError::NamesTooLong {
+            Err(_) if flat.names_exhausted => Err(SchemaError::NamesTooLong {
                 limit: flat.names_limit,
             }),
             Err(e) => Err(SchemaError::InvalidJson(e)),
@@ -248,9 +249,11 @@ struct Flattener {
     out: Map<String, Value>,
     max_depth: usize,
     too_deep: bool,
-    /// Name bytes still allowed, and the budget it started from.
+    /// Name bytes still allowed, the budget it started from, and whether
+    /// parsing stopped because it ran out.
     names_left: usize,
     names_limit: usize,
+    names_exhausted: bool,
 }
 
 /// One JSON value to store under the dotted `name`, inside `depth` objects.
@@ -348,7 +351,7 @@ impl<'de> Visitor<'de> for Field<'_> {
             } else {
                 let len = self.name.len() + 1 + key.len();
                 if len > self.flat.names_left {
-                    self.flat.names_left = 0;
+                    self.flat.names_exhausted = true;
                     return Err(de::Error::custom("flattened field names too long"));
                 }
                 self.flat.names_left -= len;
