@@ -1,7 +1,8 @@
 //! Split a decoded body into items: NDJSON lines, the elements of a JSON
 //! array, or one (possibly pretty-printed) JSON object.
 
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 /// One item of a body, with the 1-based line (or array element) it came from.
 #[derive(Debug)]
@@ -15,10 +16,12 @@ pub struct Item<'a> {
 /// What an item holds.
 #[derive(Debug)]
 pub enum ItemKind<'a> {
-    /// A line still to be parsed (no trailing `\r\n`).
+    /// A line still to be parsed (no trailing `\r\n`); held to the line
+    /// length limit.
     Raw(&'a [u8]),
-    /// A value already parsed while framing (array element or whole body).
-    Value(Value),
+    /// The text of a JSON value framing found whole (an array element, or
+    /// the whole body as one object): valid JSON, bounded by the body limit.
+    Json(&'a [u8]),
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -35,26 +38,26 @@ pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
     let body = body.strip_prefix(BOM).unwrap_or(body);
     let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
     let rest = &body[start..];
-    let whole = match rest.first() {
-        Some(b'{') if closes_on_first_line(rest) => None,
-        Some(b'[') | Some(b'{') if !nested_deeper_than(rest, max_depth.max(1) * 2) => {
-            serde_json::from_slice::<Value>(rest).ok()
-        }
-        _ => None,
-    };
-    match whole {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| Item {
-                line: i + 1,
-                kind: ItemKind::Value(v),
-            })
-            .collect(),
-        Some(v @ Value::Object(_)) => vec![Item {
+    // Arrays and multi-line objects are validated without building values:
+    // the elements are handed on as their own bytes, parsed once later.
+    let guarded = || !nested_deeper_than(rest, max_depth.max(1) * 2);
+    match rest.first() {
+        Some(b'{') if closes_on_first_line(rest) => lines(body),
+        Some(b'{') if guarded() && serde_json::from_slice::<IgnoredAny>(rest).is_ok() => vec![Item {
             line: 1,
-            kind: ItemKind::Value(v),
+            kind: ItemKind::Json(rest),
         }],
+        Some(b'[') if guarded() => match serde_json::from_slice::<Vec<&RawValue>>(rest) {
+            Ok(elements) => elements
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| Item {
+                    line: i + 1,
+                    kind: ItemKind::Json(v.get().as_bytes()),
+                })
+                .collect(),
+            Err(_) => lines(body),
+        },
         _ => lines(body),
     }
 }
@@ -144,14 +147,17 @@ mod tests {
     fn an_array_yields_its_elements() {
         let items = frame(b" [{\"a\":1}, 2, {\"b\":3}]", 64);
         assert_eq!(lines_of(&items), vec![1, 2, 3]);
-        assert!(matches!(items[1].kind, ItemKind::Value(Value::Number(_))));
+        assert!(matches!(items[1].kind, ItemKind::Json(b"2")));
     }
 
     #[test]
     fn a_pretty_printed_object_is_one_item() {
         let items = frame(b"{\n  \"a\": 1,\n  \"b\": {\"c\": 2}\n}\n", 64);
         assert_eq!(items.len(), 1);
-        assert!(matches!(items[0].kind, ItemKind::Value(Value::Object(_))));
+        assert!(matches!(
+            items[0].kind,
+            ItemKind::Json(b"{\n  \"a\": 1,\n  \"b\": {\"c\": 2}\n}\n")
+        ));
     }
 
     #[test]
@@ -173,7 +179,7 @@ mod tests {
     fn a_single_line_array_still_yields_its_elements() {
         let items = frame(b"[{\"a\":1},{\"b\":2}]\n", 64);
         assert_eq!(lines_of(&items), vec![1, 2]);
-        assert!(matches!(items[0].kind, ItemKind::Value(_)));
+        assert!(matches!(items[0].kind, ItemKind::Json(b"{\"a\":1}")));
     }
 
     #[test]

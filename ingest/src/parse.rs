@@ -3,7 +3,6 @@
 //! reason in `error.message` and in the ingest response.
 
 use schemas::{fields, tags, Event, SchemaError, DEPTH_LIMIT};
-use serde_json::Value;
 
 use crate::frame::{nested_deeper_than, Item, ItemKind};
 
@@ -47,7 +46,7 @@ pub struct Parsed {
 pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
     let line = item.line;
     match item.kind {
-        ItemKind::Value(value) => from_value(line, value, limits),
+        ItemKind::Json(bytes) => parse_bytes(line, bytes, limits),
         ItemKind::Raw(bytes) => {
             if bytes.len() > limits.max_line_bytes {
                 let cut = &bytes[..limits.max_line_bytes];
@@ -84,16 +83,6 @@ fn parse_bytes(line: usize, bytes: &[u8], limits: &Limits) -> Parsed {
 
 fn too_deep(limits: &Limits) -> String {
     format!("JSON nested deeper than {} levels", limits.max_depth)
-}
-
-/// An item framing already parsed (an array element, a whole object): back
-/// to bytes and through the same path as a line, so the same limits apply
-/// and a failure keeps the item's text.
-fn from_value(line: usize, value: Value, limits: &Limits) -> Parsed {
-    match serde_json::to_vec(&value) {
-        Ok(bytes) => parse_bytes(line, &bytes, limits),
-        Err(e) => raw(line, b"", format!("cannot re-encode the item: {e}")),
-    }
 }
 
 fn raw(line: usize, bytes: &[u8], reason: String) -> Parsed {

@@ -83,7 +83,6 @@ impl Event {
             max_depth,
             too_deep: false,
             names_left: name_budget(bytes.len()),
-            names_limit: name_budget(bytes.len()),
             names_exhausted: false,
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -101,7 +100,7 @@ impl Event {
             }),
             Err(_) if flat.too_deep => Err(SchemaError::TooDeep { limit: max_depth }),
             Err(_) if flat.names_exhausted => Err(SchemaError::NamesTooLong {
-                limit: flat.names_limit,
+                limit: name_budget(bytes.len()),
             }),
             Err(e) => Err(SchemaError::InvalidJson(e)),
         }
@@ -249,10 +248,9 @@ struct Flattener {
     out: Map<String, Value>,
     max_depth: usize,
     too_deep: bool,
-    /// Name bytes still allowed, the budget it started from, and whether
-    /// parsing stopped because it ran out.
+    /// Name bytes still allowed, and whether parsing stopped because they
+    /// ran out.
     names_left: usize,
-    names_limit: usize,
     names_exhausted: bool,
 }
 
