@@ -26,6 +26,8 @@ pub struct Config {
     pub search: SearchSection,
     /// `/metrics`.
     pub metrics: MetricsSection,
+    /// HTTP connections.
+    pub http: HttpSection,
 }
 
 impl Default for Config {
@@ -38,6 +40,7 @@ impl Default for Config {
             index: IndexSection::default(),
             search: SearchSection::default(),
             metrics: MetricsSection::default(),
+            http: HttpSection::default(),
         }
     }
 }
@@ -54,6 +57,16 @@ pub struct IngestSection {
     pub max_json_depth: usize,
     /// Requests decoded at once.
     pub max_concurrent_requests: usize,
+    /// Events (lines, array elements) one request may hold.
+    pub max_events_per_request: usize,
+    /// Bytes one request's events may take once normalized (its WAL record).
+    pub max_batch_bytes: usize,
+    /// Oldest event time accepted, in days before the ingest time; older
+    /// times become the ingest time (tagged `_timestamp_out_of_range`).
+    /// Default: `index.retention_days` (no bound when that is 0).
+    pub max_event_age_days: Option<u32>,
+    /// Latest event time accepted, in days after the ingest time.
+    pub max_future_days: u32,
 }
 
 impl Default for IngestSection {
@@ -63,6 +76,10 @@ impl Default for IngestSection {
             max_line_bytes: 1 << 20,
             max_json_depth: 64,
             max_concurrent_requests: 8,
+            max_events_per_request: 100_000,
+            max_batch_bytes: 256 << 20,
+            max_event_age_days: None,
+            max_future_days: 2,
         }
     }
 }
@@ -75,6 +92,9 @@ pub struct WalSection {
     pub segment_bytes: u64,
     /// Requests waiting for the log before new ones get 429.
     pub queue_depth: usize,
+    /// Log bytes the index may lag behind; past that, ingest answers 429 so
+    /// the log cannot fill the disk.
+    pub max_unindexed_bytes: u64,
 }
 
 impl Default for WalSection {
@@ -82,6 +102,7 @@ impl Default for WalSection {
         WalSection {
             segment_bytes: 64 << 20,
             queue_depth: 1024,
+            max_unindexed_bytes: 1 << 30,
         }
     }
 }
@@ -125,6 +146,8 @@ pub struct SearchSection {
     pub max_concurrent: usize,
     /// Default hits per page.
     pub default_limit: usize,
+    /// Seconds a search may run before it is stopped (504).
+    pub timeout_secs: u64,
 }
 
 impl Default for SearchSection {
@@ -132,6 +155,7 @@ impl Default for SearchSection {
         SearchSection {
             max_concurrent: 4,
             default_limit: 100,
+            timeout_secs: 30,
         }
     }
 }
@@ -142,6 +166,29 @@ impl Default for SearchSection {
 pub struct MetricsSection {
     /// Serve `/metrics` without a token (for a scraper on a trusted network).
     pub public: bool,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Connections open at once; more are closed at once.
+    pub max_connections: usize,
+    /// Seconds to receive a request header (and to wait on an idle
+    /// keep-alive connection).
+    pub header_read_timeout_secs: u64,
+    /// Seconds to receive a whole request body.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for HttpSection {
+    fn default() -> HttpSection {
+        HttpSection {
+            max_connections: 512,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+        }
+    }
 }
 
 impl Config {
@@ -174,10 +221,42 @@ impl Config {
         if self.index.merge_fan_in < 2 {
             bail!("index.merge_fan_in must be at least 2");
         }
+        if self.ingest.max_events_per_request == 0 {
+            bail!("ingest.max_events_per_request must be positive");
+        }
+        if self.ingest.max_batch_bytes < 4096 || self.ingest.max_batch_bytes > ingest::wal::MAX_RECORD_LEN {
+            bail!(
+                "ingest.max_batch_bytes must be between 4096 and {}",
+                ingest::wal::MAX_RECORD_LEN
+            );
+        }
+        if self.http.max_connections == 0
+            || self.http.header_read_timeout_secs == 0
+            || self.http.body_read_timeout_secs == 0
+            || self.search.timeout_secs == 0
+        {
+            bail!("http.max_connections, http.*_timeout_secs and search.timeout_secs must be positive");
+        }
+        if self.search.default_limit == 0 || self.search.default_limit > query::MAX_LIMIT {
+            bail!("search.default_limit must be between 1 and {}", query::MAX_LIMIT);
+        }
+        if self.index.writer_memory_mb < 16 || self.index.writer_memory_mb > 4000 {
+            bail!("index.writer_memory_mb must be between 16 and 4000");
+        }
         if self.wal.segment_bytes < 4096 {
             bail!("wal.segment_bytes must be at least 4096");
         }
         Ok(())
+    }
+
+    /// The event times ingest accepts.
+    pub fn time_window(&self) -> ingest::normalize::TimeWindow {
+        let day = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+        let age_days = self.ingest.max_event_age_days.unwrap_or(self.index.retention_days);
+        ingest::normalize::TimeWindow {
+            max_age: (age_days > 0).then(|| day(age_days)),
+            max_future: day(self.ingest.max_future_days),
+        }
     }
 
     /// The commit interval.

@@ -3,19 +3,22 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use index::{EventSchema, IndexMetrics, Indexer, IndexerConfig, Store};
 use ingest::{IngestConfig, IngestMetrics, Ingestor, Wal, WalConfig};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use schemas::Catalog;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, ApiLimits, AppState};
 use crate::auth::TokenStore;
 use crate::config::Config;
+use crate::http::{self, HttpLimits};
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then stops
 /// accepting, finishes in-flight requests, makes the WAL's queue durable and
@@ -62,25 +65,39 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     let ready = Arc::new(AtomicBool::new(false));
     let ingestor_cell = Arc::new(OnceLock::new());
+    let refused = Counter::default();
+    registry.register(
+        "tripline_http_connections_refused",
+        "Connections closed at once because the connection limit was reached",
+        refused.clone(),
+    );
+    let secs = Duration::from_secs;
     let state = AppState {
         ingestor: ingestor_cell.clone(),
         store: store.clone(),
+        index_health: indexer.health(),
         tokens: Arc::new(tokens),
         registry: Arc::new(registry),
         metrics_public: config.metrics.public,
         search_permits: Arc::new(Semaphore::new(config.search.max_concurrent.max(1))),
         default_limit: config.search.default_limit,
-        max_body_bytes: config.ingest.max_body_bytes,
+        limits: ApiLimits {
+            max_body_bytes: config.ingest.max_body_bytes,
+            body_read_timeout: secs(config.http.body_read_timeout_secs),
+            search_timeout: secs(config.search.timeout_secs),
+            max_unindexed_bytes: config.wal.max_unindexed_bytes,
+        },
         ready: ready.clone(),
     };
     let addr = listener.local_addr()?;
     println!("tripline listening on http://{addr}");
     tracing::info!(%addr, data_dir = %data.display(), "listening");
-    let server = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-    });
+    let limits = HttpLimits {
+        max_connections: config.http.max_connections,
+        header_read_timeout: secs(config.http.header_read_timeout_secs),
+        drain_timeout: secs(30),
+    };
+    let server = tokio::spawn(http::serve(listener, api::router(state), limits, refused, shutdown));
 
     // Replay the WAL into the index while /healthz already answers.
     let wal_dir = data.join("wal");
@@ -113,13 +130,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             max_depth: config.ingest.max_json_depth,
         },
         max_concurrent_requests: config.ingest.max_concurrent_requests,
+        max_events_per_request: config.ingest.max_events_per_request,
+        max_batch_bytes: config.ingest.max_batch_bytes,
+        time_window: config.time_window(),
         ..IngestConfig::default()
     };
     let _ = ingestor_cell.set(Ingestor::new(wal.clone(), ingest_config, ingest_metrics));
     ready.store(true, Ordering::SeqCst);
     println!("tripline ready");
 
-    let served = server.await.context("http server task")?;
+    server.await.context("http server task")?;
     tracing::info!("shutting down: flushing the write-ahead log and committing the index");
     let closing = wal.clone();
     tokio::task::spawn_blocking(move || {
@@ -128,7 +148,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     })
     .await
     .context("shutdown task")?;
-    served.context("http server")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod config;
 mod daemon;
+mod http;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -21,10 +21,12 @@ fn hits(body: &Value) -> Vec<Value> {
 #[test]
 fn gzip_ndjson_is_found_by_field_phrase_time_range_and_cidr() {
     let (_dir, d) = boot();
+    // Days before today: event times must fall inside the ingest window.
+    let (d1, d2, d3) = (days_ago(3, 10), days_ago(2, 11), days_ago(1, 12));
     let lines = [
-        json!({"@timestamp": "2026-11-20T10:00:00Z", "message": "Failed password for root from 10.1.2.3 port 22", "source": {"ip": "10.1.2.3"}, "user": {"name": "root"}, "service.name": "sshd"}),
-        json!({"@timestamp": "2026-11-21T11:00:00Z", "message": "Accepted publickey for deploy", "source.ip": "192.168.7.9", "user.name": "deploy", "http": {"response": {"status_code": 200}}}),
-        json!({"eventTime": "2026-11-22T12:00:00Z", "eventName": "GetObject", "requestParameters": {"bucketName": "secret-bucket"}, "sourceIPAddress": "203.0.113.5", "http.response.status_code": 503}),
+        json!({"@timestamp": d1, "message": "Failed password for root from 10.1.2.3 port 22", "source": {"ip": "10.1.2.3"}, "user": {"name": "root"}, "service.name": "sshd"}),
+        json!({"@timestamp": d2, "message": "Accepted publickey for deploy", "source.ip": "192.168.7.9", "user.name": "deploy", "http": {"response": {"status_code": 200}}}),
+        json!({"eventTime": d3, "eventName": "GetObject", "requestParameters": {"bucketName": "secret-bucket"}, "sourceIPAddress": "203.0.113.5", "http.response.status_code": 503}),
     ];
     let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let (status, report) = ingest(&d.base, "mixed", Some(ADMIN), &gzip(body.as_bytes()), Some("gzip")).unwrap();
@@ -70,11 +72,11 @@ fn gzip_ndjson_is_found_by_field_phrase_time_range_and_cidr() {
     // Event time, not ingest time, decides the range; newest first.
     let range = one(
         "*",
-        json!({"start": "2026-11-21T00:00:00Z", "end": "2026-11-22T23:59:59Z"}),
+        json!({"start": &d2[..10], "end": format!("{}T23:59:59Z", &d3[..10])}),
     );
     assert_eq!(range.len(), 2);
-    assert_eq!(range[0]["@timestamp"], "2026-11-22T12:00:00Z");
-    assert_eq!(range[1]["@timestamp"], "2026-11-21T11:00:00Z");
+    assert_eq!(range[0]["@timestamp"], d3.as_str());
+    assert_eq!(range[1]["@timestamp"], d2.as_str());
     assert_eq!(one("*", json!({"start": "-1h"})).len(), 0);
     // GET with a query string answers the same.
     let mut resp = agent()
@@ -90,11 +92,13 @@ fn gzip_ndjson_is_found_by_field_phrase_time_range_and_cidr() {
 fn the_cursor_pages_through_ten_thousand_hits_without_skips_or_repeats() {
     let (_dir, d) = boot();
     let mut body = String::new();
+    // A day ago, inside the ingest window.
+    let base = time::OffsetDateTime::now_utc().unix_timestamp() - 86_400;
     for i in 0..10_000 {
         // Many events share a timestamp: the tie-break must hold.
         body.push_str(&format!(
             "{{\"@timestamp\": {}, \"n\": {i}, \"message\": \"page test\"}}\n",
-            1_700_000_000 + i / 7
+            base + i / 7
         ));
     }
     let (status, report) = ingest(&d.base, "paging", Some(ADMIN), &gzip(body.as_bytes()), Some("gzip")).unwrap();
@@ -106,7 +110,8 @@ fn the_cursor_pages_through_ten_thousand_hits_without_skips_or_repeats() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 10_000, "a hit was repeated");
     // Newest first across pages.
     let (_, first) = search(&d.base, ADMIN, json!({"query": "page", "limit": 1}));
-    assert_eq!(first["hits"][0]["@timestamp"], "2023-11-14T22:37:08Z");
+    let newest = time::OffsetDateTime::from_unix_timestamp(base + 9_999 / 7).unwrap();
+    assert_eq!(first["hits"][0]["@timestamp"], schemas::time::format(newest).as_str());
 }
 
 #[test]
@@ -284,9 +289,12 @@ fn an_unknown_config_key_is_refused_by_name() {
 #[test]
 fn the_cli_prints_a_table_json_lines_and_syntax_errors() {
     let (_dir, d) = boot();
-    let body =
-        b"{\"@timestamp\":\"2026-11-20T10:00:00Z\",\"message\":\"Failed password for root\",\"user.name\":\"root\"}\n";
-    assert_eq!(ingest(&d.base, "sshd", Some(ADMIN), body, None).unwrap().0, 200);
+    let at = days_ago(3, 10);
+    let body = format!("{{\"@timestamp\":\"{at}\",\"message\":\"Failed password for root\",\"user.name\":\"root\"}}\n");
+    assert_eq!(
+        ingest(&d.base, "sshd", Some(ADMIN), body.as_bytes(), None).unwrap().0,
+        200
+    );
     wait_total(&d.base, "*", 1);
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
@@ -305,7 +313,7 @@ fn the_cli_prints_a_table_json_lines_and_syntax_errors() {
             .unwrap()
             .split_whitespace()
             .take(2)
-            .eq(["2026-11-20T10:00:00Z", "sshd"]),
+            .eq([at.as_str(), "sshd"]),
         "{table}"
     );
     assert!(table.contains("Failed password for root"));

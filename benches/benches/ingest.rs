@@ -10,7 +10,7 @@ use bench::gen::Generator;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ingest::decode::{decode, Encoding};
 use ingest::frame::frame;
-use ingest::normalize::normalize;
+use ingest::normalize::{normalize, IngestClock, TimeWindow};
 use ingest::parse::{parse_item, Limits};
 
 fn shared(rel: &str) -> Option<Vec<u8>> {
@@ -63,11 +63,12 @@ fn parsers(c: &mut Criterion) {
         .into_iter()
         .map(|i| parse_item(i, &Limits::default()).event)
         .collect();
+    let clock = IngestClock::new(time::OffsetDateTime::now_utc(), TimeWindow::default());
     g.bench_function("generated", |b| {
         b.iter(|| {
             for e in parsed.iter().cloned() {
                 let mut e = e;
-                normalize(&mut e, "bench", "2026-11-23T00:00:00Z");
+                normalize(&mut e, "bench", &clock);
                 black_box(e);
             }
         })

@@ -8,7 +8,7 @@ use tantivy::schema::OwnedValue;
 use tantivy::{DateTime, TantivyDocument};
 use time::OffsetDateTime;
 
-use crate::schema::{id_hash, EventSchema};
+use crate::schema::{dedup_key, id_hash, EventSchema};
 
 /// Builds the document for `event`: typed catalog fields, `_dynamic` for the
 /// rest (and for catalog values of the wrong type, so nothing becomes
@@ -35,6 +35,10 @@ pub fn to_document(schema: &EventSchema, event: &Event, source: &[u8]) -> Tantiv
     }
     let id = event.get_str(fields::ID).unwrap_or_default();
     doc.add_u64(schema.id_hash, id_hash(id));
+    if let (Some(field), false) = (schema.dedup_key, event.id_assigned()) {
+        let dataset = event.get_str(fields::DATASET).unwrap_or_default();
+        doc.add_text(field, dedup_key(dataset, id));
+    }
     doc.add_bytes(schema.source, source);
     doc
 }
@@ -45,8 +49,12 @@ pub fn event_time(event: &Event) -> Option<OffsetDateTime> {
 }
 
 /// Converts a time to tantivy's.
+/// tantivy keeps nanoseconds in an i64 (1677 to 2262); times outside are
+/// clamped to the nearer end.
 pub fn to_tantivy_date(t: OffsetDateTime) -> DateTime {
-    DateTime::from_timestamp_nanos(i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX))
+    let nanos = t.unix_timestamp_nanos();
+    let clamped = i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX });
+    DateTime::from_timestamp_nanos(clamped)
 }
 
 /// Adds `value` to a typed field; false when (part of) it does not fit the type.

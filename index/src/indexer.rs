@@ -8,13 +8,32 @@
 //! the WAL (through `on_commit`) that everything before N may be deleted.
 //!
 //! **Invariant:** for every partition, every event of a WAL record that ends
-//! at or before the partition's payload is committed in it. So at replay a
-//! record is skipped by exactly the partitions that already hold it, and a
-//! crash between an fsync and a commit loses nothing and duplicates nothing.
+//! at or before the partition's payload is committed in it, and no event of
+//! a record ending after it is. So at replay a record is skipped by exactly
+//! the partitions that already hold it, and a crash between an fsync and a
+//! commit loses nothing and duplicates nothing.
+//!
+//! # Batches that span more days than there are writers
+//! A batch is added one day at a time, days that already have a writer
+//! first. A writer is therefore only ever closed between days: it holds
+//! either all of the current batch's events for its day or none, so it is
+//! committed with the current batch's end as its payload, which is true of
+//! it. (Committing it at the previous batch's end would replay, and
+//! duplicate, its share of the current batch after a crash; closing it
+//! without a commit would lose it.)
+//!
+//! # Failure
+//! The batches added since the last checkpoint are kept. When adding or
+//! committing fails, every open writer is dropped uncommitted and those
+//! batches are added again (partitions that already committed a batch skip
+//! it), after a backoff that doubles; after `max_retries` the indexer fails
+//! for good: [`IndexHealth::failure`] says why, the checkpoint stays where
+//! it was, and the WAL keeps everything after it for the next start. A batch
+//! is never skipped.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,7 +44,8 @@ use tantivy::{IndexWriter, TantivyDocument, Term};
 use time::{Date, OffsetDateTime};
 
 use crate::doc::{event_time, to_document};
-use crate::partition::{commit_payload, Partition, Store};
+use crate::partition::{commit_payload, utc_day, Partition, Store};
+use crate::schema::dedup_key;
 use crate::{IndexError, IndexMetrics};
 
 /// How the indexer writes and commits.
@@ -48,6 +68,10 @@ pub struct IndexerConfig {
     /// `min_num_segments`). Higher merges less often: less CPU under a
     /// commit per second, a few more segments per search.
     pub merge_fan_in: usize,
+    /// Times a failed add or commit is retried before the indexer fails for good.
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub retry_backoff: Duration,
 }
 
 impl Default for IndexerConfig {
@@ -60,6 +84,35 @@ impl Default for IndexerConfig {
             writer_idle: Duration::from_secs(300),
             retention_days: 30,
             merge_fan_in: 16,
+            max_retries: 5,
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the rest of the daemon can see of the indexer: whether it has failed
+/// for good, and the WAL position its last checkpoint covers.
+#[derive(Debug, Default)]
+pub struct IndexHealth {
+    failure: Mutex<Option<String>>,
+    checkpoint: std::sync::atomic::AtomicU64,
+}
+
+impl IndexHealth {
+    /// Why the indexer stopped indexing, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The WAL position the last checkpoint covers.
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn fail(&self, reason: String) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(reason);
         }
     }
 }
@@ -68,6 +121,7 @@ impl Default for IndexerConfig {
 #[derive(Debug)]
 pub struct Indexer {
     thread: JoinHandle<()>,
+    health: Arc<IndexHealth>,
 }
 
 impl Indexer {
@@ -80,22 +134,35 @@ impl Indexer {
         metrics: IndexMetrics,
         on_commit: Box<dyn Fn(u64) + Send>,
     ) -> Result<Indexer, IndexError> {
+        let checkpoint = store.checkpoint()?;
+        let health = Arc::new(IndexHealth::default());
+        health.checkpoint.store(checkpoint, std::sync::atomic::Ordering::SeqCst);
         let worker = Worker {
-            checkpoint: store.checkpoint()?,
+            checkpoint,
             store,
             config,
             metrics,
             on_commit,
+            health: health.clone(),
             writers: HashMap::new(),
-            pending_end: None,
+            uncommitted: Vec::new(),
             oldest_pending: None,
             last_retention: None,
         };
+        let guard = PanicGuard(health.clone());
         let thread = std::thread::Builder::new()
             .name("tripline-indexer".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || {
+                let _guard = guard;
+                worker.run(rx)
+            })
             .map_err(|e| IndexError::io("tripline-indexer thread", e))?;
-        Ok(Indexer { thread })
+        Ok(Indexer { thread, health })
+    }
+
+    /// The indexer's health, shared with the API.
+    pub fn health(&self) -> Arc<IndexHealth> {
+        self.health.clone()
     }
 
     /// Waits for the thread to finish (after its channel closes and the
@@ -103,6 +170,17 @@ impl Indexer {
     pub fn join(self) {
         if self.thread.join().is_err() {
             tracing::error!("indexer thread panicked");
+        }
+    }
+}
+
+/// Marks the indexer failed if its thread unwinds.
+struct PanicGuard(Arc<IndexHealth>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail("the indexer thread panicked".into());
         }
     }
 }
@@ -119,9 +197,12 @@ struct Worker {
     config: IndexerConfig,
     metrics: IndexMetrics,
     on_commit: Box<dyn Fn(u64) + Send>,
+    health: Arc<IndexHealth>,
     writers: HashMap<Date, OpenWriter>,
     checkpoint: u64,
-    pending_end: Option<u64>,
+    /// Batches added since the last checkpoint, in LSN order: what a retry
+    /// adds again.
+    uncommitted: Vec<Durable>,
     oldest_pending: Option<Instant>,
     last_retention: Option<Instant>,
 }
@@ -132,22 +213,33 @@ impl Worker {
         self.refresh_gauges();
         let mut next_commit = Instant::now() + self.config.commit_interval;
         loop {
+            if self.health.failure().is_some() {
+                // Failed for good: what arrives is in the WAL, past the
+                // checkpoint, and will be replayed at the next start.
+                match rx.recv() {
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
             let wait = next_commit.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(batch) => {
-                    if let Err(e) = self.add(batch) {
-                        // The batch stays in the WAL: the checkpoint cannot
-                        // pass it until a restart replays it.
-                        tracing::error!(error = %e, "cannot index a durable batch, it stays in the wal");
-                        self.metrics.commit_failures.inc();
+                    let added = self.add(&batch);
+                    self.uncommitted.push(batch);
+                    self.oldest_pending.get_or_insert_with(Instant::now);
+                    if let Err(e) = added {
+                        self.metrics.index_failures.inc();
+                        self.retry(e);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_commit {
-                self.commit();
-                self.close_idle();
+                if let Err(e) = self.commit().and_then(|()| self.close_idle()) {
+                    self.metrics.commit_failures.inc();
+                    self.retry(e);
+                }
                 if self
                     .last_retention
                     .is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
@@ -157,7 +249,12 @@ impl Worker {
                 next_commit = Instant::now() + self.config.commit_interval;
             }
         }
-        self.commit();
+        if self.health.failure().is_none() {
+            if let Err(e) = self.commit() {
+                self.metrics.commit_failures.inc();
+                tracing::error!(error = %e, "final index commit failed, the wal keeps the batches for the next start");
+            }
+        }
         for (_, w) in self.writers.drain() {
             if let Err(e) = w.writer.wait_merging_threads() {
                 tracing::warn!(error = %e, "merge did not finish at shutdown");
@@ -166,29 +263,72 @@ impl Worker {
         tracing::debug!("indexer stopped");
     }
 
-    fn add(&mut self, batch: Durable) -> Result<(), IndexError> {
+    /// Drops every writer uncommitted and adds the batches since the last
+    /// checkpoint again, with a doubling backoff, until that and a commit
+    /// work or the retries run out (then the indexer fails for good).
+    fn retry(&mut self, mut error: IndexError) {
+        let mut backoff = self.config.retry_backoff;
+        for attempt in 1..=self.config.max_retries {
+            tracing::warn!(error = %error, attempt, backoff_ms = backoff.as_millis() as u64, "indexing failed, retrying the batches since the checkpoint");
+            self.metrics.retries.inc();
+            self.drop_writers();
+            std::thread::sleep(backoff);
+            backoff = backoff.saturating_mul(2);
+            let batches = std::mem::take(&mut self.uncommitted);
+            let readded = batches.iter().try_for_each(|b| self.add(b));
+            self.uncommitted = batches;
+            match readded.and_then(|()| self.commit()) {
+                Ok(()) => {
+                    tracing::info!(attempt, "indexing recovered");
+                    return;
+                }
+                Err(e) => error = e,
+            }
+        }
+        self.drop_writers();
+        tracing::error!(error = %error, checkpoint = self.checkpoint, "indexing failed for good: the checkpoint stays, the wal keeps every batch after it; fix the cause and restart");
+        self.health.fail(format!("indexing failed: {error}"));
+    }
+
+    /// Drops every writer without committing: tantivy discards what it held.
+    fn drop_writers(&mut self) {
+        self.writers.clear();
+    }
+
+    fn add(&mut self, batch: &Durable) -> Result<(), IndexError> {
         let now = OffsetDateTime::now_utc();
         let mut by_day: HashMap<Date, Vec<usize>> = HashMap::new();
         for (i, event) in batch.batch.events.iter().enumerate() {
-            let day = event_time(event).unwrap_or(now).to_offset(time::UtcOffset::UTC).date();
+            let day = utc_day(event_time(event).unwrap_or(now));
             by_day.entry(day).or_default().push(i);
         }
-        for (day, events) in by_day {
+        // Days with an open writer first: once a writer must be opened, no
+        // open writer waits for more of this batch, so any may be closed.
+        let mut days: Vec<(Date, Vec<usize>)> = by_day.into_iter().collect();
+        days.sort_by_key(|(day, _)| (!self.writers.contains_key(day), *day));
+        for (day, events) in days {
             let partition = self.store.get_or_create(day)?;
             if batch.start < partition.committed_lsn() {
                 self.metrics.events_skipped.inc_by(events.len() as u64);
                 continue;
             }
             let count = events.len() as u64;
-            let w = self.writer(day, partition)?;
+            let w = self.writer(day, partition, batch.end)?;
             let schema = w.partition.schema.clone();
             for i in events {
                 let event = &batch.batch.events[i];
                 if !event.id_assigned() {
                     if let Some(id) = event.get_str(fields::ID) {
-                        // Upsert: a resent event replaces the earlier copy.
-                        w.writer
-                            .delete_term(Term::from_field_text(schema.event_id, &id.to_lowercase()));
+                        // Upsert: a resent event replaces the earlier copy
+                        // of the same dataset.
+                        let term = match schema.dedup_key {
+                            Some(field) => {
+                                let dataset = event.get_str(fields::DATASET).unwrap_or_default();
+                                Term::from_field_text(field, &dedup_key(dataset, id))
+                            }
+                            None => Term::from_field_text(schema.event_id, &id.to_lowercase()),
+                        };
+                        w.writer.delete_term(term);
                     }
                 }
                 w.writer
@@ -199,21 +339,19 @@ impl Worker {
             w.last_used = Instant::now();
             self.metrics.events_indexed.inc_by(count);
         }
-        self.pending_end = Some(batch.end);
-        self.oldest_pending.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    fn writer(&mut self, day: Date, partition: Arc<Partition>) -> Result<&mut OpenWriter, IndexError> {
+    /// The writer of `day`, opened if needed; to make room, least recently
+    /// used writers are committed at `batch_end` (the end of the batch being
+    /// added, true of every open writer then: see the module docs) and closed.
+    fn writer(&mut self, day: Date, partition: Arc<Partition>, batch_end: u64) -> Result<&mut OpenWriter, IndexError> {
         if !self.writers.contains_key(&day) {
             while self.writers.len() >= self.config.max_open_writers.max(1) {
-                let lru = self
-                    .writers
-                    .iter()
-                    .min_by_key(|(_, w)| w.last_used)
-                    .map(|(d, _)| *d)
-                    .expect("writers is not empty inside this loop");
-                self.close_writer(lru);
+                let Some(lru) = self.writers.iter().min_by_key(|(_, w)| w.last_used).map(|(d, _)| *d) else {
+                    break;
+                };
+                self.close_writer(lru, batch_end)?;
             }
             let budget = self
                 .config
@@ -239,7 +377,7 @@ impl Worker {
         Ok(self.writers.get_mut(&day).expect("inserted above when absent"))
     }
 
-    /// Commits one writer's documents (if any) at the current position.
+    /// Commits one writer's documents (if any) with payload `lsn`.
     fn commit_writer(w: &mut OpenWriter, lsn: u64) -> Result<(), IndexError> {
         if !w.dirty {
             return Ok(());
@@ -254,48 +392,41 @@ impl Worker {
         Ok(())
     }
 
-    fn close_writer(&mut self, day: Date) {
+    /// Commits a writer at `lsn` and closes it. On a failed commit the
+    /// writer is dropped with what it held, and the error makes the caller
+    /// add the batches since the checkpoint again.
+    fn close_writer(&mut self, day: Date, lsn: u64) -> Result<(), IndexError> {
         let Some(mut w) = self.writers.remove(&day) else {
-            return;
+            return Ok(());
         };
-        if let Some(lsn) = self.pending_end {
-            if let Err(e) = Self::commit_writer(&mut w, lsn) {
-                // Its documents stay in the WAL (the checkpoint does not move
-                // past them while this partition lags).
-                tracing::error!(partition = %day, error = %e, "commit before closing a writer failed");
-                self.metrics.commit_failures.inc();
-            }
-        }
+        Self::commit_writer(&mut w, lsn)?;
         if let Err(e) = w.writer.wait_merging_threads() {
             tracing::warn!(partition = %day, error = %e, "merge did not finish while closing a writer");
         }
+        Ok(())
     }
 
-    fn commit(&mut self) {
-        let Some(lsn) = self.pending_end else {
-            return;
+    /// The end of the last batch added, if any was since the checkpoint.
+    fn pending_end(&self) -> Option<u64> {
+        self.uncommitted.last().map(|b| b.end)
+    }
+
+    fn commit(&mut self) -> Result<(), IndexError> {
+        let Some(lsn) = self.pending_end() else {
+            return Ok(());
         };
         if lsn <= self.checkpoint {
-            return;
+            self.uncommitted.clear();
+            return Ok(());
         }
         let began = Instant::now();
-        let mut ok = true;
         for w in self.writers.values_mut() {
-            if let Err(e) = Self::commit_writer(w, lsn) {
-                tracing::error!(partition = %w.partition.day, error = %e, "index commit failed");
-                self.metrics.commit_failures.inc();
-                ok = false;
-            }
+            Self::commit_writer(w, lsn)?;
         }
-        if !ok {
-            return;
-        }
-        if let Err(e) = self.store.write_checkpoint(lsn) {
-            tracing::error!(error = %e, "cannot write the index checkpoint");
-            self.metrics.commit_failures.inc();
-            return;
-        }
+        self.store.write_checkpoint(lsn)?;
         self.checkpoint = lsn;
+        self.uncommitted.clear();
+        self.health.checkpoint.store(lsn, std::sync::atomic::Ordering::SeqCst);
         self.metrics.commit_seconds.observe(began.elapsed().as_secs_f64());
         if let Some(t) = self.oldest_pending.take() {
             self.metrics
@@ -304,18 +435,23 @@ impl Worker {
         }
         (self.on_commit)(lsn);
         self.refresh_gauges();
+        Ok(())
     }
 
-    fn close_idle(&mut self) {
+    /// Closes writers untouched for `writer_idle`, committed at the end of
+    /// the last batch added (no batch is half added between batches).
+    fn close_idle(&mut self) -> Result<(), IndexError> {
         let idle: Vec<Date> = self
             .writers
             .iter()
             .filter(|(_, w)| w.last_used.elapsed() > self.config.writer_idle)
             .map(|(d, _)| *d)
             .collect();
+        let lsn = self.pending_end().unwrap_or(self.checkpoint);
         for day in idle {
-            self.close_writer(day);
+            self.close_writer(day, lsn)?;
         }
+        Ok(())
     }
 
     fn apply_retention(&mut self) {

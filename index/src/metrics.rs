@@ -23,6 +23,13 @@ pub struct IndexMetrics {
     pub ack_to_searchable_seconds: Histogram,
     /// Failed commits.
     pub commit_failures: Counter,
+    /// Batches that failed to index (a partition could not be opened or a
+    /// document not added).
+    pub index_failures: Counter,
+    /// Retries of the batches since the checkpoint after a failure.
+    pub retries: Counter,
+    /// Partitions that could not be opened at start, moved aside.
+    pub partitions_quarantined: Counter,
     /// Partitions deleted by retention.
     pub partitions_expired: Counter,
 }
@@ -37,6 +44,9 @@ impl Default for IndexMetrics {
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             ack_to_searchable_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             commit_failures: Counter::default(),
+            index_failures: Counter::default(),
+            retries: Counter::default(),
+            partitions_quarantined: Counter::default(),
             partitions_expired: Counter::default(),
         }
     }
@@ -79,6 +89,21 @@ impl IndexMetrics {
             "tripline_index_commit_failures",
             "Failed index commits",
             self.commit_failures.clone(),
+        );
+        registry.register(
+            "tripline_index_failures",
+            "Batches that failed to index (retried from the checkpoint)",
+            self.index_failures.clone(),
+        );
+        registry.register(
+            "tripline_index_retries",
+            "Retries of the batches since the checkpoint after a failure",
+            self.retries.clone(),
+        );
+        registry.register(
+            "tripline_index_partitions_quarantined",
+            "Partitions that could not be opened at start and were moved aside",
+            self.partitions_quarantined.clone(),
         );
         registry.register(
             "tripline_index_partitions_expired",

@@ -116,6 +116,16 @@ fn parse_payload(s: &str) -> Option<u64> {
         .as_u64()
 }
 
+/// The UTC day of `t`; a time whose UTC form leaves the calendar (9999-12-31
+/// at -01:00) is clamped to its end.
+pub fn utc_day(t: OffsetDateTime) -> Date {
+    match t.checked_to_offset(time::UtcOffset::UTC) {
+        Some(utc) => utc.date(),
+        None if t.offset().is_negative() => Date::MAX,
+        None => Date::MIN,
+    }
+}
+
 /// `YYYY-MM-DD`.
 pub fn day_name(day: Date) -> String {
     format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
@@ -178,12 +188,8 @@ impl Store {
         start: Option<OffsetDateTime>,
         end: Option<OffsetDateTime>,
     ) -> Vec<Arc<Partition>> {
-        let lo = start
-            .map(|t| t.to_offset(time::UtcOffset::UTC).date())
-            .unwrap_or(Date::MIN);
-        let hi = end
-            .map(|t| t.to_offset(time::UtcOffset::UTC).date())
-            .unwrap_or(Date::MAX);
+        let lo = start.map(utc_day).unwrap_or(Date::MIN);
+        let hi = end.map(utc_day).unwrap_or(Date::MAX);
         if lo > hi {
             return Vec::new();
         }

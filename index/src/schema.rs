@@ -20,6 +20,9 @@ pub const SOURCE: &str = "_source";
 pub const DYNAMIC: &str = "_dynamic";
 /// Fast hash of `event.id`: the tie-break of the newest-first order.
 pub const ID_HASH: &str = "_id_hash";
+/// Name of the deduplication key of events whose sender chose `event.id`:
+/// `event.dataset`, a unit separator, `event.id`, exact (not lowercased).
+pub const DEDUP_KEY: &str = "_dedup_key";
 
 /// A catalog field as indexed.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +53,16 @@ pub struct EventSchema {
     pub timestamp: Field,
     /// `event.id`.
     pub event_id: Field,
+    /// `_dedup_key`; absent in partitions made before it existed, which
+    /// deduplicate on the lowercased `event.id` alone.
+    pub dedup_key: Option<Field>,
+}
+
+/// The deduplication key of an event whose sender chose its id: scoped to
+/// its dataset, so one source can never replace another's events, and
+/// exact, so `ABC` does not replace `abc`.
+pub fn dedup_key(dataset: &str, id: &str) -> String {
+    format!("{dataset}\u{1f}{id}")
 }
 
 impl EventSchema {
@@ -113,6 +126,14 @@ impl EventSchema {
                 ),
         );
         b.add_u64_field(ID_HASH, FAST);
+        b.add_text_field(
+            DEDUP_KEY,
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+        );
         EventSchema::from_schema(b.build(), catalog)
             .expect("a schema built from the catalog has Tripline's fields: checked by a unit test")
     }
@@ -165,6 +186,7 @@ impl EventSchema {
             source: schema.get_field(SOURCE).ok()?,
             dynamic: schema.get_field(DYNAMIC).ok()?,
             id_hash: schema.get_field(ID_HASH).ok()?,
+            dedup_key: schema.get_field(DEDUP_KEY).ok(),
             schema,
             catalog,
             fields,

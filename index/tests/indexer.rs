@@ -29,15 +29,36 @@ fn config(commit_ms: u64) -> IndexerConfig {
     }
 }
 
-/// Runs an indexer over `batches`, then stops it (final commit).
-fn index_batches(store: &Arc<Store>, cfg: IndexerConfig, batches: Vec<Durable>) {
+/// Runs an indexer over `batches`, then stops it (final commit); returns
+/// why it failed, if it did.
+fn index_batches(store: &Arc<Store>, cfg: IndexerConfig, batches: Vec<Durable>) -> Option<String> {
     let (tx, rx) = sync_channel(4);
     let indexer = Indexer::spawn(store.clone(), cfg, rx, IndexMetrics::default(), Box::new(|_| {})).unwrap();
+    let health = indexer.health();
     for b in batches {
         tx.send(b).unwrap();
     }
     drop(tx);
     indexer.join();
+    health.failure()
+}
+
+fn batch(start: u64, end: u64, events: Vec<Event>) -> Durable {
+    Durable {
+        start,
+        end,
+        batch: Batch::encode(events),
+    }
+}
+
+/// Assigned ids (no delete on replay) on `days` days before today.
+fn assigned_on_days(prefix: &str, days: std::ops::Range<i64>) -> Vec<Event> {
+    let now = time::OffsetDateTime::now_utc();
+    days.map(|d| {
+        let at = schemas::time::format(now - time::Duration::days(d));
+        event(&format!("{prefix}{d}"), &at, false)
+    })
+    .collect()
 }
 
 fn docs(store: &Store) -> u64 {
@@ -151,4 +172,143 @@ fn a_resent_client_id_replaces_the_earlier_copy_across_commits() {
     index_batches(&store, config(1000), vec![b(0)]);
     index_batches(&store, config(1000), vec![b(5), b(10)]);
     assert_eq!(docs(&store), 1);
+}
+
+/// C1: the first batch after a start that spans more days than writers lost
+/// the evicted days' events (closed without a commit), then the checkpoint
+/// passed them.
+#[test]
+fn a_first_batch_over_more_days_than_writers_keeps_every_event() {
+    for (writers, days) in [(1usize, 2i64), (4, 6)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut cfg = config(60_000);
+        cfg.max_open_writers = writers;
+        assert_eq!(
+            index_batches(&store, cfg, vec![batch(0, 10, assigned_on_days("e", 0..days))]),
+            None
+        );
+        assert_eq!(docs(&store), days as u64, "{writers} writers, {days} days");
+        assert_eq!(store.checkpoint().unwrap(), 10);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(docs(&store), days as u64, "after reopening");
+    }
+}
+
+/// M1: an evicted writer holding part of the current batch was committed at
+/// the previous batch's end, so a crash before the checkpoint replayed (and
+/// duplicated) its share of the batch.
+#[test]
+fn an_evicted_writer_is_committed_at_the_end_of_the_batch_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut cfg = config(60_000);
+    cfg.max_open_writers = 1;
+    let first = batch(0, 10, assigned_on_days("a", 1..2));
+    let mut both = assigned_on_days("b", 1..2);
+    both.extend(assigned_on_days("c", 2..3));
+    let second = batch(10, 20, both);
+    assert_eq!(
+        index_batches(&store, cfg.clone(), vec![first.clone(), second.clone()]),
+        None
+    );
+    assert_eq!(docs(&store), 3);
+    for p in store.all() {
+        assert_eq!(p.committed_lsn(), 20, "partition {} holds part of [10, 20)", p.day);
+    }
+    // As if the process died before writing the checkpoint: both replay.
+    store.write_checkpoint(0).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(index_batches(&store, cfg, vec![first, second]), None);
+    assert_eq!(docs(&store), 3, "replay stored an event twice");
+}
+
+fn failing(retries: u32) -> IndexerConfig {
+    let mut cfg = config(60_000);
+    cfg.retention_days = 0;
+    cfg.max_retries = retries;
+    cfg.retry_backoff = Duration::from_millis(100);
+    cfg
+}
+
+/// H1: a batch that failed to index was skipped for good: the next good
+/// batch moved the checkpoint past it and the WAL deleted it.
+#[test]
+fn a_batch_that_cannot_be_indexed_holds_the_checkpoint_and_fails_the_indexer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // A file where the 2026-11-05 partition's directory should be.
+    std::fs::write(dir.path().join("2026-11-05"), b"not a partition").unwrap();
+    let batches = vec![
+        batch(0, 10, vec![event("x", "2026-11-05T10:00:00Z", false)]),
+        batch(10, 20, vec![event("y", "2026-11-06T10:00:00Z", false)]),
+    ];
+    let failure = index_batches(&store, failing(2), batches.clone());
+    assert!(failure.is_some_and(|f| f.contains("2026-11-05")));
+    assert_eq!(
+        store.checkpoint().unwrap(),
+        0,
+        "the checkpoint passed a batch that was not indexed"
+    );
+    // Once the cause is gone, a start replays both and finds everything.
+    std::fs::remove_file(dir.path().join("2026-11-05")).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(index_batches(&store, failing(2), batches), None);
+    assert_eq!(docs(&store), 2);
+    assert_eq!(store.checkpoint().unwrap(), 20);
+}
+
+#[test]
+fn a_failure_that_clears_is_retried_and_nothing_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let blocker = dir.path().join("2026-11-05");
+    std::fs::write(&blocker, b"not a partition").unwrap();
+    let clear = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        std::fs::remove_file(blocker).unwrap();
+    });
+    let batches = vec![
+        batch(0, 10, vec![event("w", "2026-11-06T10:00:00Z", false)]),
+        batch(
+            10,
+            20,
+            vec![
+                event("x", "2026-11-05T10:00:00Z", false),
+                event("z", "2026-11-07T10:00:00Z", false),
+            ],
+        ),
+        batch(20, 30, vec![event("y", "2026-11-06T11:00:00Z", false)]),
+    ];
+    assert_eq!(index_batches(&store, failing(6), batches), None);
+    clear.join().unwrap();
+    assert_eq!(docs(&store), 4);
+    assert_eq!(store.checkpoint().unwrap(), 30);
+}
+
+/// H4: any ingest token could erase another dataset's event by resending
+/// its id (and `ABC` replaced `abc`).
+#[test]
+fn a_client_id_replaces_only_the_same_datasets_event_with_the_exact_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let in_dataset = |id: &str, dataset: &str, msg: &str| {
+        let mut e = Event::from_json(
+            json!({"event.id": id, "event.dataset": dataset, "@timestamp": "2026-11-04T00:00:00Z", "message": msg}),
+        )
+        .unwrap();
+        e.set_id_assigned(false);
+        e
+    };
+    let batches = vec![
+        batch(0, 5, vec![in_dataset("k1", "payments", "evidence")]),
+        batch(5, 10, vec![in_dataset("k1", "web", "benign")]),
+        batch(10, 15, vec![in_dataset("K1", "payments", "other case")]),
+        batch(15, 20, vec![in_dataset("k1", "payments", "evidence, resent")]),
+    ];
+    assert_eq!(index_batches(&store, config(1000), batches), None);
+    assert_eq!(docs(&store), 3, "payments/k1 (resent), web/k1, payments/K1");
 }

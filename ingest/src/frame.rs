@@ -1,7 +1,7 @@
 //! Split a decoded body into items: NDJSON lines, the elements of a JSON
 //! array, or one (possibly pretty-printed) JSON object.
 
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeSeed, IgnoredAny};
 use serde_json::value::RawValue;
 
 /// One item of a body, with the 1-based line (or array element) it came from.
@@ -26,15 +26,31 @@ pub enum ItemKind<'a> {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// A body holds more items than a request may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyItems {
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Frames `body` with no limit on the number of items (tests, benchmarks).
+pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
+    frame_limited(body, max_depth, usize::MAX).unwrap_or_default()
+}
+
 /// Frames `body`. Blank lines are skipped. A body that starts with `[` and is
 /// a valid JSON array yields its elements; one that is a single JSON object
 /// spread over several lines yields it; anything else is read as lines, so
 /// one bad line never hides the others. Values nested deeper than
 /// `max_depth` are left to [`crate::parse`] to report.
 ///
+/// More than `max_items` items is an error found before anything is
+/// allocated for the excess: a small compressed body of tiny lines cannot
+/// become tens of millions of events.
+///
 /// NDJSON, the common case, is recognised from its first line alone (an
 /// object that closes on it), so the body is not scanned twice.
-pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
+pub fn frame_limited(body: &[u8], max_depth: usize, max_items: usize) -> Result<Vec<Item<'_>>, TooManyItems> {
     let body = body.strip_prefix(BOM).unwrap_or(body);
     let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
     let rest = &body[start..];
@@ -42,40 +58,86 @@ pub fn frame(body: &[u8], max_depth: usize) -> Vec<Item<'_>> {
     // the elements are handed on as their own bytes, parsed once later.
     let guarded = || !nested_deeper_than(rest, max_depth.max(1) * 2);
     match rest.first() {
-        Some(b'{') if closes_on_first_line(rest) => lines(body),
-        Some(b'{') if guarded() && serde_json::from_slice::<IgnoredAny>(rest).is_ok() => vec![Item {
+        Some(b'{') if closes_on_first_line(rest) => lines(body, max_items),
+        Some(b'{') if guarded() && serde_json::from_slice::<IgnoredAny>(rest).is_ok() => Ok(vec![Item {
             line: 1,
             kind: ItemKind::Json(rest),
-        }],
-        Some(b'[') if guarded() => match serde_json::from_slice::<Vec<&RawValue>>(rest) {
-            Ok(elements) => elements
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| Item {
-                    line: i + 1,
-                    kind: ItemKind::Json(v.get().as_bytes()),
-                })
-                .collect(),
-            Err(_) => lines(body),
-        },
-        _ => lines(body),
+        }]),
+        Some(b'[') if guarded() => {
+            let mut de = serde_json::Deserializer::from_slice(rest);
+            let elements = BoundedElements { max: max_items }.deserialize(&mut de).and_then(|e| {
+                de.end()?;
+                Ok(e)
+            });
+            match elements {
+                Ok(elements) => Ok(elements
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Item {
+                        line: i + 1,
+                        kind: ItemKind::Json(v.get().as_bytes()),
+                    })
+                    .collect()),
+                Err(e) if e.to_string().starts_with(TOO_MANY) => Err(TooManyItems { limit: max_items }),
+                Err(_) => lines(body, max_items),
+            }
+        }
+        _ => lines(body, max_items),
     }
 }
 
-fn lines(body: &[u8]) -> Vec<Item<'_>> {
-    let mut items = Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+const TOO_MANY: &str = "too many array elements";
+
+/// The elements of a JSON array as raw text, failing past `max`.
+struct BoundedElements {
+    max: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedElements {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedElements {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(4096));
+        while let Some(v) = seq.next_element::<&'de RawValue>()? {
+            if out.len() == self.max {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+fn lines(body: &[u8], max_items: usize) -> Result<Vec<Item<'_>>, TooManyItems> {
+    let newlines = memchr::memchr_iter(b'\n', body).count();
+    let mut items = Vec::with_capacity(newlines.saturating_add(1).min(max_items));
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if items.len() == max_items {
+            return Err(TooManyItems { limit: max_items });
+        }
         items.push(Item {
             line: line_no,
             kind: ItemKind::Raw(line),
         });
     }
-    items
+    Ok(items)
 }
 
 /// True when JSON-ish bytes open more than `limit` nested brackets (strings
@@ -180,6 +242,26 @@ mod tests {
         let items = frame(b"[{\"a\":1},{\"b\":2}]\n", 64);
         assert_eq!(lines_of(&items), vec![1, 2]);
         assert!(matches!(items[0].kind, ItemKind::Json(b"{\"a\":1}")));
+    }
+
+    /// H2: a 65 KB gzip body of "1\n" lines used to become 33 million events.
+    #[test]
+    fn more_items_than_the_limit_is_an_error_for_lines_and_arrays() {
+        let lines = b"1\n".repeat(11);
+        assert_eq!(frame_limited(&lines, 64, 10).unwrap_err(), TooManyItems { limit: 10 });
+        assert_eq!(frame_limited(&lines, 64, 11).unwrap().len(), 11);
+        let with_blanks = b"1\n\n\n".repeat(10);
+        assert_eq!(
+            frame_limited(&with_blanks, 64, 10).unwrap().len(),
+            10,
+            "blank lines do not count"
+        );
+        let array = format!("[{}1]", "1,".repeat(10));
+        assert_eq!(
+            frame_limited(array.as_bytes(), 64, 10).unwrap_err(),
+            TooManyItems { limit: 10 }
+        );
+        assert_eq!(frame_limited(array.as_bytes(), 64, 11).unwrap().len(), 11);
     }
 
     #[test]

@@ -53,6 +53,16 @@ pub enum IngestError {
         offset: u64,
         reason: String,
     },
+    /// The body holds more events than one request may.
+    #[error("request holds more than {limit} events: split it into smaller requests")]
+    TooManyEvents { limit: usize },
+    /// The events, normalized and serialized, take more than one request may.
+    #[error("request's events take more than {limit} bytes once normalized: split it into smaller requests")]
+    BatchTooLarge { limit: usize },
+    /// A bug: a worker panicked. Not a storage failure, and not worth a retry
+    /// of the same body.
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
     /// The `source` name is not usable.
     #[error("invalid source name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -")]
     BadSource { name: String },

@@ -42,24 +42,22 @@ pub struct Parsed {
     pub failure: Option<Failure>,
 }
 
-/// Parses one item.
+/// Parses one item. Every item, a line, an array element or a whole-body
+/// object, is held to `max_line_bytes`: one over it is stored truncated,
+/// unparsed.
 pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
     let line = item.line;
-    match item.kind {
-        ItemKind::Json(bytes) => parse_bytes(line, bytes, limits),
-        ItemKind::Raw(bytes) => {
-            if bytes.len() > limits.max_line_bytes {
-                let cut = &bytes[..limits.max_line_bytes];
-                let reason = format!(
-                    "line is {} bytes, over the limit of {}: stored truncated, unparsed",
-                    bytes.len(),
-                    limits.max_line_bytes
-                );
-                return raw(line, cut, reason);
-            }
-            parse_bytes(line, bytes, limits)
-        }
+    let (ItemKind::Json(bytes) | ItemKind::Raw(bytes)) = item.kind;
+    if bytes.len() > limits.max_line_bytes {
+        let cut = &bytes[..limits.max_line_bytes];
+        let reason = format!(
+            "event is {} bytes, over the limit of {}: stored truncated, unparsed",
+            bytes.len(),
+            limits.max_line_bytes
+        );
+        return raw(line, cut, reason);
     }
+    parse_bytes(line, bytes, limits)
 }
 
 /// Parses one JSON text straight into the flat event, no `Value` tree.
@@ -67,7 +65,10 @@ pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
 /// for depth only to explain a failure.
 fn parse_bytes(line: usize, bytes: &[u8], limits: &Limits) -> Parsed {
     match Event::from_json_slice(bytes, limits.max_depth) {
-        Ok(event) => Parsed { event, failure: None },
+        Ok(mut event) => {
+            keep_reserved_tags_out(&mut event);
+            Parsed { event, failure: None }
+        }
         Err(SchemaError::InvalidJson(_)) if nested_deeper_than(bytes, limits.max_depth) => {
             raw(line, bytes, too_deep(limits))
         }
@@ -79,6 +80,37 @@ fn parse_bytes(line: usize, bytes: &[u8], limits: &Limits) -> Parsed {
         Err(SchemaError::TooDeep { .. }) => raw(line, bytes, too_deep(limits)),
         Err(e) => raw(line, bytes, e.to_string()),
     }
+}
+
+/// Field that keeps the reserved tags a sender tried to set.
+pub const REJECTED_TAGS: &str = "event.rejected_tags";
+
+/// Tags starting with `_` are Tripline's (`_parse_failure`, ...): a sender
+/// cannot set them. They move to `event.rejected_tags`, so the attempt stays
+/// visible.
+fn keep_reserved_tags_out(event: &mut Event) {
+    let rejected: Vec<serde_json::Value> = match event.get(fields::TAGS) {
+        Some(serde_json::Value::String(t)) if tags::is_reserved(t) => vec![serde_json::Value::String(t.clone())],
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter(|v| v.as_str().is_some_and(tags::is_reserved))
+            .cloned()
+            .collect(),
+        _ => return,
+    };
+    if rejected.is_empty() {
+        return;
+    }
+    if let Some(serde_json::Value::Array(items)) = event.remove(fields::TAGS) {
+        let kept: Vec<_> = items
+            .into_iter()
+            .filter(|v| !v.as_str().is_some_and(tags::is_reserved))
+            .collect();
+        if !kept.is_empty() {
+            event.insert(fields::TAGS, kept);
+        }
+    }
+    event.insert(REJECTED_TAGS, rejected);
 }
 
 fn too_deep(limits: &Limits) -> String {
@@ -210,5 +242,47 @@ mod tests {
         let p = parse_item(item, &limits);
         assert_eq!(p.failure.as_ref().map(|f| f.line), Some(7));
         assert_eq!(p.event.get_str("message"), Some("{\"message\""));
+    }
+
+    /// M3: only NDJSON lines were held to the limit; an array element or a
+    /// whole-body object could be 64 MiB.
+    #[test]
+    fn array_elements_and_whole_objects_are_held_to_the_line_limit() {
+        let limits = Limits {
+            max_line_bytes: 64,
+            max_depth: 64,
+        };
+        let long = format!("{{\"message\":\"{}\"}}", "x".repeat(100));
+        let array = format!("[{long}, {{\"ok\":1}}]");
+        let pretty = format!("{{\n  \"message\": \"{}\"\n}}", "y".repeat(100));
+        for body in [array.as_str(), pretty.as_str()] {
+            let parsed: Vec<Parsed> = frame(body.as_bytes(), 64)
+                .into_iter()
+                .map(|i| parse_item(i, &limits))
+                .collect();
+            let f = parsed[0].failure.as_ref().expect("over the limit");
+            assert!(f.reason.contains("over the limit of 64"), "{}", f.reason);
+            assert_eq!(parsed[0].event.get_str("message").map(str::len), Some(64));
+        }
+    }
+
+    /// M7: a sender could mark its events `_parse_failure` (or any tag of
+    /// Tripline's).
+    #[test]
+    fn senders_cannot_set_reserved_tags() {
+        let p = parse_all(br#"{"tags":["_parse_failure","web","_x"]}"#).remove(0);
+        assert!(p.failure.is_none());
+        assert!(!p.event.has_tag(tags::PARSE_FAILURE));
+        assert!(p.event.has_tag("web"));
+        assert_eq!(
+            p.event.get(REJECTED_TAGS),
+            Some(&serde_json::json!(["_parse_failure", "_x"]))
+        );
+        let p = parse_all(br#"{"tags":"_timestamp_missing"}"#).remove(0);
+        assert_eq!(p.event.get(fields::TAGS), None);
+        assert_eq!(
+            p.event.get(REJECTED_TAGS),
+            Some(&serde_json::json!(["_timestamp_missing"]))
+        );
     }
 }

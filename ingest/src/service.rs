@@ -8,10 +8,10 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::decode::{decode, Encoding};
-use crate::frame::frame;
-use crate::normalize::{normalize, valid_source};
+use crate::frame::frame_limited;
+use crate::normalize::{normalize, valid_source, IngestClock, TimeWindow};
 use crate::parse::{parse_item, Limits};
-use crate::wal::{Batch, Wal};
+use crate::wal::{BatchBuilder, Wal};
 use crate::{IngestError, IngestMetrics};
 
 /// Limits of the ingest service.
@@ -27,6 +27,14 @@ pub struct IngestConfig {
     pub queue_timeout: Duration,
     /// Most per-line errors listed in a response.
     pub max_reported_errors: usize,
+    /// Most events (lines, array elements) one request may hold.
+    pub max_events_per_request: usize,
+    /// Most bytes one request's events may take once normalized and
+    /// serialized (the WAL record): escaping and added fields can make a
+    /// body grow, and this bounds what a request holds in memory.
+    pub max_batch_bytes: usize,
+    /// Event times accepted; others become the ingest time.
+    pub time_window: TimeWindow,
 }
 
 impl Default for IngestConfig {
@@ -37,6 +45,9 @@ impl Default for IngestConfig {
             max_concurrent_requests: 8,
             queue_timeout: Duration::from_secs(5),
             max_reported_errors: 100,
+            max_events_per_request: 100_000,
+            max_batch_bytes: 256 << 20,
+            time_window: TimeWindow::default(),
         }
     }
 }
@@ -88,6 +99,11 @@ impl Ingestor {
         }
     }
 
+    /// The log this ingestor appends to.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
     /// The limits in force.
     pub fn config(&self) -> &IngestConfig {
         &self.config
@@ -107,9 +123,13 @@ impl Ingestor {
     }
 
     /// Ingests one body shipped as `source`; returns once it is fsynced.
+    ///
+    /// The work runs in a task of its own that holds the admission until the
+    /// WAL has answered: a client that disconnects frees its slot only when
+    /// the work it started is over, so disconnecting cannot bypass the limit.
     pub async fn ingest(
         &self,
-        _admission: Admission,
+        admission: Admission,
         source: &str,
         content_encoding: Option<&str>,
         body: Bytes,
@@ -120,12 +140,27 @@ impl Ingestor {
             });
         }
         let encoding = Encoding::from_header(content_encoding)?;
-        let config = self.config.clone();
+        let this = self.clone();
         let source = source.to_string();
+        tokio::spawn(async move { this.run(admission, source, encoding, body).await })
+            .await
+            .map_err(|e| IngestError::Internal {
+                reason: format!("ingest task: {e}"),
+            })?
+    }
+
+    async fn run(
+        &self,
+        admission: Admission,
+        source: String,
+        encoding: Encoding,
+        body: Bytes,
+    ) -> Result<IngestReport, IngestError> {
+        let config = self.config.clone();
         let prepared = tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))
             .await
-            .map_err(|e| IngestError::WalFailed {
-                reason: format!("ingest worker failed: {e}"),
+            .map_err(|e| IngestError::Internal {
+                reason: format!("ingest worker: {e}"),
             })??;
         let Prepared { batch, report, bytes } = prepared;
         let count = batch.len();
@@ -137,24 +172,32 @@ impl Ingestor {
                 self.metrics.overloaded.inc();
             }
         })?;
+        drop(admission);
         self.metrics.events.inc_by(count as u64);
         self.metrics.bytes.inc_by(bytes as u64);
         self.metrics.parse_failures.inc_by(report.parse_failures as u64);
         Ok(report)
     }
+
+    /// Requests being worked on now (holding an admission).
+    pub fn in_flight(&self) -> usize {
+        self.config.max_concurrent_requests.max(1) - self.permits.available_permits()
+    }
 }
 
 struct Prepared {
-    batch: Batch,
+    batch: crate::wal::Batch,
     report: IngestReport,
     bytes: usize,
 }
 
 fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8]) -> Result<Prepared, IngestError> {
     let decoded = decode(encoding, body, config.max_body_bytes)?;
-    let now = schemas::time::format(time::OffsetDateTime::now_utc());
-    let items = frame(&decoded, config.limits.max_depth);
-    let mut events = Vec::with_capacity(items.len());
+    let clock = IngestClock::new(time::OffsetDateTime::now_utc(), config.time_window);
+    let items = frame_limited(&decoded, config.limits.max_depth, config.max_events_per_request)
+        .map_err(|e| IngestError::TooManyEvents { limit: e.limit })?;
+    // Sized from the body, which the body limit bounds, not from a count.
+    let mut batch = BatchBuilder::new(decoded.len().min(config.max_batch_bytes), config.max_batch_bytes);
     let mut report = IngestReport {
         accepted: 0,
         failed: 0,
@@ -173,13 +216,67 @@ fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8])
                 });
             }
         }
-        normalize(&mut event, source, &now);
-        events.push(event);
+        normalize(&mut event, source, &clock);
+        batch.push(event).map_err(|_| IngestError::BatchTooLarge {
+            limit: config.max_batch_bytes,
+        })?;
     }
-    report.accepted = events.len();
+    let batch = batch.finish();
+    report.accepted = batch.len();
     Ok(Prepared {
-        batch: Batch::encode(events),
+        batch,
         report,
         bytes: decoded.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::wal::WalConfig;
+
+    /// H7: the slot lived in the handler's future, so a client that hung up
+    /// freed it while its work went on: unbounded parallel work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_hangs_up_keeps_its_slot_until_its_work_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nobody reads the index channel: after the first batch the log's
+        // writer blocks handing it on, so later appends never finish.
+        let (tx, _rx) = std::sync::mpsc::sync_channel(0);
+        let (wal, _) = Wal::open(WalConfig::new(dir.path()), 0, 0, IngestMetrics::default(), tx).unwrap();
+        let ingestor = Ingestor::new(
+            Arc::new(wal),
+            IngestConfig {
+                max_concurrent_requests: 2,
+                queue_timeout: Duration::from_millis(50),
+                ..IngestConfig::default()
+            },
+            IngestMetrics::default(),
+        );
+        let first = {
+            let i = ingestor.clone();
+            tokio::spawn(async move {
+                let a = i.admit().await.unwrap();
+                i.ingest(a, "t", None, Bytes::from_static(b"{}\n")).await
+            })
+        };
+        let second = {
+            let i = ingestor.clone();
+            tokio::spawn(async move {
+                let a = i.admit().await.unwrap();
+                i.ingest(a, "t", None, Bytes::from_static(b"{}\n")).await
+            })
+        };
+        // Let both reach the log, then hang up on both.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.abort();
+        second.abort();
+        let _ = first.await;
+        let _ = second.await;
+        assert!(
+            ingestor.in_flight() >= 1,
+            "a hung-up request gave its slot back while its work went on"
+        );
+    }
 }

@@ -99,20 +99,67 @@ pub struct Batch {
     spans: Vec<std::ops::Range<usize>>,
 }
 
+/// The payload would pass the builder's byte limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget;
+
+/// Builds a [`Batch`] one event at a time, refusing to grow the payload
+/// past a byte limit.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    batch: Batch,
+    max_bytes: usize,
+}
+
+impl BatchBuilder {
+    /// A builder whose payload starts with `capacity` bytes (sized from
+    /// something already bounded, such as the body) and may not pass
+    /// `max_bytes`.
+    pub fn new(capacity: usize, max_bytes: usize) -> BatchBuilder {
+        BatchBuilder {
+            batch: Batch {
+                events: Vec::new(),
+                payload: Vec::with_capacity(capacity.min(max_bytes)),
+                spans: Vec::new(),
+            },
+            max_bytes,
+        }
+    }
+
+    /// Serializes and adds one event: a marker byte (`a` Tripline assigned
+    /// the id, `c` the client chose it), its JSON, a newline.
+    pub fn push(&mut self, event: Event) -> Result<(), OverBudget> {
+        let b = &mut self.batch;
+        let line_start = b.payload.len();
+        b.payload.push(if event.id_assigned() { b'a' } else { b'c' });
+        let start = b.payload.len();
+        serde_json::to_writer(&mut b.payload, &event).expect("serializing a JSON map to a Vec cannot fail");
+        let end = b.payload.len();
+        b.payload.push(b'\n');
+        if b.payload.len() > self.max_bytes {
+            b.payload.truncate(line_start);
+            return Err(OverBudget);
+        }
+        b.spans.push(start..end);
+        b.events.push(event);
+        Ok(())
+    }
+
+    /// The batch.
+    pub fn finish(self) -> Batch {
+        self.batch
+    }
+}
+
 impl Batch {
     /// Serializes `events` into a payload: one line an event, a marker byte
     /// (`a` Tripline assigned the id, `c` the client chose it) then JSON.
     pub fn encode(events: Vec<Event>) -> Batch {
-        let mut payload = Vec::with_capacity(events.len() * 512);
-        let mut spans = Vec::with_capacity(events.len());
-        for e in &events {
-            payload.push(if e.id_assigned() { b'a' } else { b'c' });
-            let start = payload.len();
-            serde_json::to_writer(&mut payload, e).expect("serializing a JSON map to a Vec cannot fail");
-            spans.push(start..payload.len());
-            payload.push(b'\n');
+        let mut builder = BatchBuilder::new(0, usize::MAX);
+        for e in events {
+            builder.push(e).expect("no byte limit, nothing is over it");
         }
-        Batch { events, payload, spans }
+        builder.finish()
     }
 
     /// Reads a payload back; an event that does not parse is logged and skipped.
@@ -202,6 +249,8 @@ enum Msg {
 struct Shared {
     failure: Mutex<Option<String>>,
     released: AtomicU64,
+    /// LSN after the last fsynced record.
+    end: AtomicU64,
 }
 
 impl Shared {
@@ -310,6 +359,7 @@ impl Wal {
         let shared = Arc::new(Shared {
             failure: Mutex::new(None),
             released: AtomicU64::new(0),
+            end: AtomicU64::new(next_lsn),
         });
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_depth.max(1));
         let writer = Writer {
@@ -354,6 +404,16 @@ impl Wal {
     /// below it may be deleted.
     pub fn release(&self, lsn: u64) {
         self.shared.released.fetch_max(lsn, Ordering::SeqCst);
+    }
+
+    /// The LSN after the last durable record.
+    pub fn end(&self) -> u64 {
+        self.shared.end.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of log not yet released by the index: how far indexing lags.
+    pub fn unreleased_bytes(&self) -> u64 {
+        self.end().saturating_sub(self.shared.released.load(Ordering::SeqCst))
     }
 
     /// The reason the log refuses writes, if it does.
@@ -580,6 +640,9 @@ impl Writer {
         self.metrics.wal_batch_requests.observe(accepted.len() as f64);
         self.metrics.wal_bytes.inc_by(self.buf.len() as u64);
         self.active.len += self.buf.len() as u64;
+        self.shared
+            .end
+            .store(self.active.start + self.active.len, Ordering::SeqCst);
         for (r, (start, end)) in accepted.into_iter().zip(spans) {
             let _ = r.reply.send(Ok(end));
             // Blocks while the index is behind: back-pressure reaches the

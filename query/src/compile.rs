@@ -149,9 +149,9 @@ fn typed_clause(
         }
         FieldType::Date if is_day(text) => {
             let start = parse_typed(name, field, FieldType::Date, text)?;
-            let end = schemas::time::parse_str(text)
-                .map(|t| to_tantivy_date(t + time::Duration::days(1)))
-                .map(|d| Term::from_field_date(field, d))
+            let end = day_start(text)
+                .and_then(|t| t.checked_add(time::Duration::days(1)))
+                .map(|t| Term::from_field_date(field, to_tantivy_date(t)))
                 .ok_or_else(|| bad_value(name, text, "a date"))?;
             Ok(Box::new(RangeQuery::new(Bound::Included(start), Bound::Excluded(end))))
         }
@@ -176,6 +176,11 @@ fn typed_clause(
 
 fn is_day(s: &str) -> bool {
     s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-'
+}
+
+/// Midnight UTC of a `YYYY-MM-DD` day.
+fn day_start(s: &str) -> Option<time::OffsetDateTime> {
+    is_day(s).then(|| crate::time::day_start(s)).flatten()
 }
 
 fn bad_value(name: &str, text: &str, want: &str) -> QueryError {
@@ -207,11 +212,7 @@ fn parse_typed(name: &str, field: Field, ty: FieldType, text: &str) -> Result<Te
             .map(|ip| Term::from_field_ip_addr(field, ip))
             .ok_or_else(|| bad_value(name, text, "an IP address")),
         FieldType::Date => schemas::time::parse_str(text)
-            .or_else(|| {
-                is_day(text)
-                    .then(|| schemas::time::parse_str(&format!("{text}T00:00:00Z")))
-                    .flatten()
-            })
+            .or_else(|| day_start(text))
             .map(|t| Term::from_field_date(field, to_tantivy_date(t)))
             .ok_or_else(|| bad_value(name, text, "a time (RFC 3339, RFC 2822 or epoch)")),
     }
@@ -375,5 +376,20 @@ mod tests {
         );
         assert!(cidr("10.0.0.0/33").is_none());
         assert!(cidr("nope/8").is_none());
+    }
+
+    /// L8: the day shorthand always answered 400 "is not a date".
+    #[test]
+    fn a_day_compiles_to_that_whole_day_and_the_last_day_does_not_panic() {
+        let schema = index::EventSchema::new(schemas::Catalog::builtin());
+        let q = crate::lang::parse("@timestamp:2026-11-24").unwrap();
+        let compiled = compile(&q, &schema).unwrap();
+        let text = format!("{compiled:?}");
+        assert!(
+            text.contains("2026-11-24T00:00:00Z") && text.contains("2026-11-25T00:00:00Z"),
+            "{text}"
+        );
+        let last = crate::lang::parse("@timestamp:9999-12-31").unwrap();
+        assert!(compile(&last, &schema).is_err());
     }
 }

@@ -67,6 +67,9 @@ pub struct Search {
     pub limit: usize,
     /// Where the previous page stopped.
     pub cursor: Option<Cursor>,
+    /// When to give up ([`QueryError::Timeout`]); checked before each
+    /// partition and each segment.
+    pub deadline: Option<Instant>,
 }
 
 /// A page of results.
@@ -94,7 +97,15 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
     compile::compile(&search.expr, store.schema())?;
     let partitions: Vec<Arc<Partition>> = store.partitions_between(search.start, search.end);
     let mut searchers = Vec::with_capacity(partitions.len());
+    let timeout = || QueryError::Timeout {
+        seconds: search
+            .deadline
+            .map_or(0, |d| d.saturating_duration_since(began).as_secs()),
+    };
     for (pi, partition) in partitions.iter().enumerate() {
+        if search.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timeout());
+        }
         let schema = &partition.schema;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, compile::compile(&search.expr, schema)?)];
         if search.start.is_some() || search.end.is_some() {
@@ -122,9 +133,16 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
                 &TopByTime {
                     limit,
                     cursor: search.cursor,
+                    deadline: search.deadline,
                 },
             )
-            .map_err(|e| QueryError::Index(format!("partition {}: {e}", partition.day)))?;
+            .map_err(|e| {
+                if search.deadline.is_some_and(|d| Instant::now() >= d) {
+                    timeout()
+                } else {
+                    QueryError::Index(format!("partition {}: {e}", partition.day))
+                }
+            })?;
         total += fruit.total;
         below += fruit.below;
         top.extend(fruit.top.into_iter().map(|(k, a)| (k, pi, a)));
@@ -164,6 +182,7 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
 struct TopByTime {
     limit: usize,
     cursor: Option<Cursor>,
+    deadline: Option<Instant>,
 }
 
 struct Fruit {
@@ -188,6 +207,9 @@ impl Collector for TopByTime {
     type Child = SegmentTop;
 
     fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<SegmentTop> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(tantivy::TantivyError::SystemError("search deadline passed".into()));
+        }
         Ok(SegmentTop {
             segment,
             limit: self.limit,

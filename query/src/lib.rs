@@ -49,6 +49,9 @@ pub enum QueryError {
     /// The cursor is not one this server handed out.
     #[error("invalid cursor {0:?}")]
     BadCursor(String),
+    /// The search ran past its deadline.
+    #[error("the search ran past its deadline of {seconds} s: narrow the time range or the query")]
+    Timeout { seconds: u64 },
     /// The index failed while searching.
     #[error("index error: {0}")]
     Index(String),

@@ -16,30 +16,42 @@ use crate::QueryError;
 /// Parses a time bound relative to `now`.
 pub fn parse_bound(s: &str, now: OffsetDateTime, which: &'static str) -> Result<OffsetDateTime, QueryError> {
     let s = s.trim();
-    if let Ok((_, offset)) = relative(s) {
-        return Ok(now - offset);
-    }
-    schemas::time::parse_str(s).ok_or_else(|| QueryError::BadTime {
+    let bad = || QueryError::BadTime {
         which,
         value: s.to_string(),
-    })
+    };
+    if let Ok((_, offset)) = relative(s) {
+        // Checked: `-9999999999d` is a valid form but no time.
+        return offset.and_then(|o| now.checked_sub(o)).ok_or_else(bad);
+    }
+    schemas::time::parse_str(s).or_else(|| day_start(s)).ok_or_else(bad)
 }
 
-fn relative(i: &str) -> IResult<&str, Duration> {
+/// Midnight UTC of a `YYYY-MM-DD` day.
+pub fn day_start(s: &str) -> Option<OffsetDateTime> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt).ok().map(|d| d.midnight().assume_utc())
+}
+
+/// The offset of a relative time; `None` when it overflows.
+fn relative(i: &str) -> IResult<&str, Option<Duration>> {
     let amount = tuple((map_res(digit1, str::parse::<i64>), one_of("smhdw")));
     let offset = preceded(nom::character::complete::char('-'), amount);
     alt((
         terminated(
-            nom::combinator::map(preceded(opt(tag("now")), offset), |(n, unit)| match unit {
-                's' => Duration::seconds(n),
-                'm' => Duration::minutes(n),
-                'h' => Duration::hours(n),
-                'd' => Duration::days(n),
-                _ => Duration::weeks(n),
+            nom::combinator::map(preceded(opt(tag("now")), offset), |(n, unit)| {
+                let unit_seconds: i64 = match unit {
+                    's' => 1,
+                    'm' => 60,
+                    'h' => 3600,
+                    'd' => 86_400,
+                    _ => 7 * 86_400,
+                };
+                n.checked_mul(unit_seconds).map(Duration::seconds)
             }),
             eof,
         ),
-        nom::combinator::map(terminated(tag("now"), eof), |_| Duration::ZERO),
+        nom::combinator::map(terminated(tag("now"), eof), |_| Some(Duration::ZERO)),
     ))(i)
 }
 
@@ -57,6 +69,7 @@ mod tests {
             ("-24h", 1_800_000_000 - 86_400),
             ("-7d", 1_800_000_000 - 7 * 86_400),
             ("2027-01-15T08:00:00Z", 1_800_000_000),
+            ("2027-01-15", 1_800_000_000 - 8 * 3600),
         ];
         for (s, want) in cases {
             assert_eq!(parse_bound(s, now, "start").unwrap().unix_timestamp(), want, "{s}");
@@ -66,5 +79,22 @@ mod tests {
             Err(QueryError::BadTime { .. })
         ));
         assert!(parse_bound("yesterday", now, "end").is_err());
+    }
+
+    /// L5: these panicked on the async thread and dropped the connection.
+    #[test]
+    fn huge_relative_times_are_errors_not_panics() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for s in [
+            "-999999999d",
+            "-9999999999999999w",
+            "-99999999999999999s",
+            "now-999999999999h",
+        ] {
+            assert!(
+                matches!(parse_bound(s, now, "start"), Err(QueryError::BadTime { .. })),
+                "{s}"
+            );
+        }
     }
 }

@@ -47,6 +47,16 @@ pub mod tags {
     pub const PARSE_FAILURE: &str = "_parse_failure";
     /// No timestamp field was found: `@timestamp` is the ingest time.
     pub const TIMESTAMP_MISSING: &str = "_timestamp_missing";
+    /// The event time was outside the accepted window (older than
+    /// `max_event_age`, later than `max_future`, or not a calendar date):
+    /// `@timestamp` is the ingest time, the sent value is in
+    /// `event.original_timestamp`.
+    pub const TIMESTAMP_OUT_OF_RANGE: &str = "_timestamp_out_of_range";
+
+    /// True for a tag only Tripline may set: one starting with `_`.
+    pub fn is_reserved(tag: &str) -> bool {
+        tag.starts_with('_')
+    }
 }
 
 /// Errors of the schema crate.

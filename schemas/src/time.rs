@@ -102,11 +102,18 @@ fn from_epoch_float(f: f64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos((f * scale) as i128).ok()
 }
 
-/// Formats a time as RFC 3339 in UTC (`2026-11-23T14:03:16.123456789Z`).
+/// Formats a time as RFC 3339 in UTC (`2026-11-23T14:03:16.123456789Z`);
+/// `None` when its UTC form falls outside the years 0 to 9999, which RFC
+/// 3339 cannot write (a parsed event time can: `-99999999999` is year -1199).
+pub fn try_format(t: OffsetDateTime) -> Option<String> {
+    t.checked_to_offset(time::UtcOffset::UTC)?.format(&Rfc3339).ok()
+}
+
+/// Formats a time Tripline made itself (the clock, a time already checked
+/// against the ingest window) as RFC 3339 in UTC. Untrusted times go
+/// through [`try_format`].
 pub fn format(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("a UTC OffsetDateTime in year 0..=9999 formats as RFC 3339")
+    try_format(t).expect("a time from the clock or inside the ingest window is within years 0..=9999")
 }
 
 #[cfg(test)]
@@ -146,6 +153,19 @@ mod tests {
         for v in [json!("yesterday"), json!(""), json!(true), json!(null), json!("12:00")] {
             assert_eq!(ts(v.clone()), None, "{v}");
         }
+    }
+
+    #[test]
+    fn times_rfc_3339_cannot_write_are_not_formatted_and_do_not_panic() {
+        for v in [
+            json!(-99_999_999_999i64),
+            json!("9999-12-31T23:59:59-01:00"),
+            json!("0000-01-01T00:00:00+01:00"),
+        ] {
+            let t = parse_value(&v).unwrap_or_else(|| panic!("{v} parses"));
+            assert_eq!(try_format(t), None, "{v}");
+        }
+        assert!(try_format(parse_str("9999-12-31T23:59:59Z").unwrap()).is_some());
     }
 
     #[test]

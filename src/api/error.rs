@@ -23,8 +23,14 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body: {message}")]
     Body { status: StatusCode, message: String },
+    #[error("request body not received within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error("not ready: write-ahead log replay is running")]
     NotReady,
+    #[error("indexing has failed; nothing is being acknowledged")]
+    IndexFailed,
+    #[error("indexing is {lag} bytes behind the log: retry later")]
+    IndexBehind { lag: u64 },
     #[error("busy: too many searches running")]
     Busy,
     #[error("internal: {0}")]
@@ -41,7 +47,9 @@ impl ApiError {
             }
             ApiError::Auth(AuthError::Forbidden { .. }) => public(S::FORBIDDEN, self.to_string()),
             ApiError::Ingest(e) => match e {
-                IngestError::BodyTooLarge { .. } => public(S::PAYLOAD_TOO_LARGE, e.to_string()),
+                IngestError::BodyTooLarge { .. }
+                | IngestError::TooManyEvents { .. }
+                | IngestError::BatchTooLarge { .. } => public(S::PAYLOAD_TOO_LARGE, e.to_string()),
                 IngestError::UnsupportedEncoding(_) => public(S::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
                 IngestError::BadEncoding { .. } | IngestError::BadSource { .. } => {
                     public(S::BAD_REQUEST, e.to_string())
@@ -52,7 +60,9 @@ impl ApiError {
                     Some(30),
                     json!({ "error": "storage unavailable: nothing is being acknowledged; retry later" }),
                 ),
-                IngestError::Io { .. } => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
+                IngestError::Io { .. } | IngestError::Internal { .. } => {
+                    public(S::INTERNAL_SERVER_ERROR, "internal error".into())
+                }
             },
             ApiError::Query(e) => match e {
                 QueryError::Syntax { position, message } => (
@@ -61,12 +71,24 @@ impl ApiError {
                     json!({ "error": e.to_string(), "position": position, "reason": message }),
                 ),
                 QueryError::Index(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
-                _ => public(S::BAD_REQUEST, e.to_string()),
+                QueryError::Timeout { .. } => public(S::GATEWAY_TIMEOUT, e.to_string()),
+                QueryError::BadValue { .. }
+                | QueryError::Unsupported(_)
+                | QueryError::TooCostly(_)
+                | QueryError::BadTime { .. }
+                | QueryError::BadCursor(_) => public(S::BAD_REQUEST, e.to_string()),
             },
             ApiError::BadRequest(m) => public(S::BAD_REQUEST, m.clone()),
             ApiError::Body { status, .. } if status.is_server_error() => public(*status, "internal error".into()),
             ApiError::Body { status, message } => public(*status, message.clone()),
+            ApiError::BodyTimeout { .. } => public(S::REQUEST_TIMEOUT, self.to_string()),
             ApiError::NotReady => (S::SERVICE_UNAVAILABLE, Some(1), json!({ "error": self.to_string() })),
+            ApiError::IndexFailed => (
+                S::SERVICE_UNAVAILABLE,
+                Some(30),
+                json!({ "error": "storage unavailable: nothing is being acknowledged; retry later" }),
+            ),
+            ApiError::IndexBehind { .. } => (S::TOO_MANY_REQUESTS, Some(5), json!({ "error": self.to_string() })),
             ApiError::Busy => (S::TOO_MANY_REQUESTS, Some(1), json!({ "error": self.to_string() })),
             ApiError::Internal(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
         }

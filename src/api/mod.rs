@@ -12,14 +12,16 @@ mod error;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use index::indexer::IndexHealth;
 use ingest::{IngestReport, Ingestor};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -35,35 +37,67 @@ use crate::auth::{Scope, TokenStore};
 pub struct AppState {
     /// Set once WAL replay is done.
     pub ingestor: Arc<OnceLock<Ingestor>>,
-    /// The partitions.
+    /// The partitions searched.
     pub store: Arc<index::Store>,
-    /// Tokens.
+    /// Whether the indexer has failed for good.
+    pub index_health: Arc<IndexHealth>,
     pub tokens: Arc<TokenStore>,
-    /// Metrics registry.
     pub registry: Arc<Registry>,
     /// `/metrics` without a token.
     pub metrics_public: bool,
-    /// Searches running at once.
+    /// Searches running at once; a permit is held until the search ends,
+    /// even if its client has gone.
     pub search_permits: Arc<Semaphore>,
     /// Default page size.
     pub default_limit: usize,
-    /// Largest request body accepted on the wire.
-    pub max_body_bytes: usize,
+    pub limits: ApiLimits,
     /// True once WAL replay is done.
     pub ready: Arc<AtomicBool>,
 }
 
-/// The API router; testable without a socket.
+/// Limits the handlers enforce.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest ingest body accepted on the wire.
+    pub max_body_bytes: usize,
+    /// Longest time to receive a whole request body.
+    pub body_read_timeout: Duration,
+    /// A search running longer is stopped (504).
+    pub search_timeout: Duration,
+    /// Log bytes the index may lag behind before ingest answers 429.
+    pub max_unindexed_bytes: u64,
+}
+
+/// Largest body of a search or token request.
+const SMALL_BODY: usize = 64 << 10;
+
+/// The API router; testable without a socket. Every route but health checks
+/// the token (in a layer, before any extractor reads the body).
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.max_body_bytes;
+    let need = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), require);
+    let metrics_route = if state.metrics_public {
+        get(metrics)
+    } else {
+        get(metrics).route_layer(need(Scope::Admin))
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/api/v1/ingest", post(ingest).layer(DefaultBodyLimit::max(body_limit)))
-        .route("/api/v1/search", get(search_get).post(search_post))
-        .route("/api/v1/tokens", post(create_token))
-        .route("/metrics", get(metrics))
+        .route("/api/v1/ingest", post(ingest).route_layer(need(Scope::Ingest)))
+        .route(
+            "/api/v1/search",
+            get(search_get).post(search_post).route_layer(need(Scope::Search)),
+        )
+        .route("/api/v1/tokens", post(create_token).route_layer(need(Scope::Admin)))
+        .route("/metrics", metrics_route)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// A handler panic is a 500 that says nothing internal, never a dropped
+/// connection.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("a request handler panicked".into()).into_response()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -72,16 +106,62 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<String, ApiError> {
-    Ok(state.tokens.authorize(bearer(headers), need)?)
+/// The name of the token that authorized a request.
+#[derive(Debug, Clone)]
+pub struct TokenName(pub String);
+
+/// Checks the bearer token for the route's scope before anything reads the
+/// request body.
+async fn require(
+    State((state, scope)): State<(AppState, Scope)>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let name = state.tokens.authorize(bearer(request.headers()), scope)?;
+    request.extensions_mut().insert(TokenName(name));
+    Ok(next.run(request).await)
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "replaying write-ahead log\n").into_response()
+/// Reads a whole body, up to `limit` bytes and within `timeout`.
+async fn read_body(request: Request, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let request = request.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+    match tokio::time::timeout(timeout, Bytes::from_request(request, &())).await {
+        Err(_) => Err(ApiError::BodyTimeout {
+            seconds: timeout.as_secs(),
+        }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE || r.body_text().contains("length limit") => {
+            Err(ApiError::Body {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("request body is over the limit of {limit} bytes"),
+            })
+        }
+        Ok(Err(r)) => Err(ApiError::Body {
+            status: r.status(),
+            message: r.body_text(),
+        }),
     }
+}
+
+/// Ready when the WAL is replayed, the WAL can write and the indexer works;
+/// the body says which part is not.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let replayed = state.ready.load(Ordering::SeqCst);
+    let wal = state.ingestor.get().and_then(|i| i.wal().failure());
+    let index = state.index_health.failure();
+    let ready = replayed && wal.is_none() && index.is_none();
+    let body = serde_json::json!({
+        "ready": ready,
+        "replayed": replayed,
+        "wal": wal.map_or_else(|| "ok".to_string(), |_| "failed: writes are refused until restart".to_string()),
+        "index": index.map_or_else(|| "ok".to_string(), |_| "failed: indexing stopped, see the log".to_string()),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,21 +169,27 @@ struct IngestParams {
     source: Option<String>,
 }
 
-/// The token is checked, and a slot taken, before the body is read: an
-/// unauthenticated or surplus client cannot make the server buffer a body.
+/// The token was checked by the route's layer; here a slot is taken before
+/// the body is read, so an unauthenticated or surplus client cannot make the
+/// server buffer a body. Ingest is refused while the indexer has failed, and
+/// slowed (429) while it lags the log by more than the limit: the WAL cannot
+/// grow until the disk is full.
 async fn ingest(
     State(state): State<AppState>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Json<IngestReport>, ApiError> {
-    authorize(&state, &headers, Scope::Ingest)?;
     let ingestor = state.ingestor.get().ok_or(ApiError::NotReady)?;
+    if state.index_health.failure().is_some() {
+        return Err(ApiError::IndexFailed);
+    }
+    let lag = ingestor.wal().unreleased_bytes();
+    if lag > state.limits.max_unindexed_bytes {
+        return Err(ApiError::IndexBehind { lag });
+    }
     let admission = ingestor.admit().await?;
-    let body = Bytes::from_request(request, &()).await.map_err(|r| ApiError::Body {
-        status: r.status(),
-        message: r.body_text(),
-    })?;
+    let body = read_body(request, state.limits.max_body_bytes, state.limits.body_read_timeout).await?;
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let source = params.source.as_deref().unwrap_or("http");
     Ok(Json(ingestor.ingest(admission, source, encoding, body).await?))
@@ -123,26 +209,22 @@ struct SearchParams {
 
 async fn search_get(
     State(state): State<AppState>,
-    headers: HeaderMap,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    search(state, headers, params).await
+    search(state, params).await
 }
 
-async fn search_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    params: Result<Json<SearchParams>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    search(state, headers, params).await
+async fn search_post(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(request, SMALL_BODY, state.limits.body_read_timeout).await?;
+    let params: SearchParams =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("search body: {e}")))?;
+    search(state, params).await
 }
 
-async fn search(state: AppState, headers: HeaderMap, p: SearchParams) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Scope::Search)?;
+async fn search(state: AppState, p: SearchParams) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let spec = query::Search {
+    let mut spec = query::Search {
         expr: query::lang::parse(p.query.as_deref().unwrap_or(""))?,
         start: p
             .start
@@ -161,6 +243,7 @@ async fn search(state: AppState, headers: HeaderMap, p: SearchParams) -> Result<
             .filter(|c| !c.is_empty())
             .map(query::Cursor::decode)
             .transpose()?,
+        deadline: None,
     };
     if spec.limit > query::MAX_LIMIT {
         return Err(ApiError::BadRequest(format!(
@@ -169,14 +252,19 @@ async fn search(state: AppState, headers: HeaderMap, p: SearchParams) -> Result<
             query::MAX_LIMIT
         )));
     }
-    let _permit = tokio::time::timeout(Duration::from_secs(10), state.search_permits.clone().acquire_owned())
+    let permit = tokio::time::timeout(Duration::from_secs(10), state.search_permits.clone().acquire_owned())
         .await
         .map_err(|_| ApiError::Busy)?
         .map_err(|_| ApiError::Busy)?;
+    spec.deadline = Some(Instant::now() + state.limits.search_timeout);
     let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || query::exec::run(&store, &spec))
-        .await
-        .map_err(|e| ApiError::Internal(format!("search task: {e}")))??;
+    let result = tokio::task::spawn_blocking(move || {
+        // Held until the search ends, even if the client has gone.
+        let _permit = permit;
+        query::exec::run(&store, &spec)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("search task: {e}")))??;
     Ok(Json(result).into_response())
 }
 
@@ -189,11 +277,11 @@ struct NewToken {
 
 async fn create_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+    Extension(TokenName(by)): Extension<TokenName>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Scope::Admin)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body = read_body(request, SMALL_BODY, state.limits.body_read_timeout).await?;
+    let req: NewToken = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("token body: {e}")))?;
     if req.name.is_empty() || req.name.len() > 128 || req.scopes.is_empty() {
         return Err(ApiError::BadRequest(
             "name (1 to 128 characters) and at least one scope are required".into(),
@@ -203,7 +291,7 @@ async fn create_token(
         .tokens
         .create(&req.name, req.scopes.clone())
         .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-    tracing::info!(name = %req.name, scopes = ?req.scopes, "created token");
+    tracing::info!(name = ?req.name, scopes = ?req.scopes, by = ?by, "created token");
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "name": req.name, "scopes": req.scopes, "token": token })),
@@ -211,10 +299,7 @@ async fn create_token(
         .into_response())
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if !state.metrics_public {
-        authorize(&state, &headers, Scope::Admin)?;
-    }
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &state.registry)
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;

@@ -180,4 +180,10 @@ pub fn all_ids(base: &str, query: &str, page: usize) -> Vec<String> {
     }
 }
 
+/// `HH:00:00Z` on the day `n` days before today, RFC 3339.
+pub fn days_ago(n: i64, hour: u8) -> String {
+    let day = (time::OffsetDateTime::now_utc() - time::Duration::days(n)).date();
+    format!("{}T{hour:02}:00:00Z", day)
+}
+
 pub const FAST_COMMITS: &str = "[index]\ncommit_interval_ms = 100\n";

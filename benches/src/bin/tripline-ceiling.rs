@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
     EventSchema::register_tokenizers(&index);
     let mut writer =
         index.writer_with_num_threads::<TantivyDocument>(args.writer_threads, args.writer_memory_mb << 20)?;
-    let now = schemas::time::format(time::OffsetDateTime::now_utc());
+    let now = ingest::normalize::IngestClock::new(
+        time::OffsetDateTime::now_utc(),
+        ingest::normalize::TimeWindow::default(),
+    );
     let me = std::process::id();
     let cpu0 = bench::stats::cpu_seconds(me).unwrap_or(0.0);
     let t = Instant::now();
