@@ -36,6 +36,16 @@ impl std::fmt::Display for Scope {
     }
 }
 
+impl AuthError {
+    /// The kind of error, for the API.
+    pub fn error_code(&self) -> schemas::ErrorCode {
+        match self {
+            AuthError::Missing | AuthError::Invalid => schemas::ErrorCode::Unauthenticated,
+            AuthError::Forbidden { .. } => schemas::ErrorCode::Forbidden,
+        }
+    }
+}
+
 /// Why a request is not authorized.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AuthError {

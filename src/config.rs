@@ -224,10 +224,10 @@ impl Config {
         if self.ingest.max_events_per_request == 0 {
             bail!("ingest.max_events_per_request must be positive");
         }
-        if self.ingest.max_batch_bytes < 4096 || self.ingest.max_batch_bytes > ingest::wal::MAX_RECORD_LEN {
+        if self.ingest.max_batch_bytes < 4096 || self.ingest.max_batch_bytes > wal::MAX_RECORD_LEN {
             bail!(
                 "ingest.max_batch_bytes must be between 4096 and {}",
-                ingest::wal::MAX_RECORD_LEN
+                wal::MAX_RECORD_LEN
             );
         }
         if self.http.max_connections == 0

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use index::{EventSchema, IndexMetrics, Indexer, IndexerConfig, Store};
-use ingest::{IngestConfig, IngestMetrics, Ingestor, Wal, WalConfig};
+use ingest::{IngestConfig, IngestMetrics, Ingestor};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use schemas::Catalog;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use wal::{Consumer, Lsn, Wal, WalConfig, WalMetrics};
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::auth::TokenStore;
@@ -35,14 +36,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     let mut registry = Registry::default();
     let ingest_metrics = IngestMetrics::default();
+    let wal_metrics = WalMetrics::default();
     let index_metrics = IndexMetrics::default();
     ingest_metrics.register(&mut registry);
+    wal_metrics.register(&mut registry);
     index_metrics.register(&mut registry);
 
     let store = Arc::new(Store::open(&data.join("index"), EventSchema::new(Catalog::builtin()))?);
     let (to_index, from_wal) = std::sync::mpsc::sync_channel(16);
-    let wal_cell: Arc<OnceLock<Arc<Wal>>> = Arc::new(OnceLock::new());
-    let release = wal_cell.clone();
+    // The indexer's position in the log is its checkpoint; every consumer
+    // of the log keeps its own, and a segment goes once all are past it.
+    let index_consumer = Consumer::new("index", Lsn(store.checkpoint()?));
     let indexer = Indexer::spawn(
         store.clone(),
         IndexerConfig {
@@ -56,11 +60,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         },
         from_wal,
         index_metrics,
-        Box::new(move |lsn| {
-            if let Some(wal) = release.get() {
-                wal.release(lsn);
-            }
-        }),
+        index_consumer.clone(),
     )?;
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -101,28 +101,26 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 
     // Replay the WAL into the index while /healthz already answers.
     let wal_dir = data.join("wal");
-    let replay_from = store.checkpoint()?;
-    let floor = store.max_committed_lsn();
+    let floor = Lsn(store.max_committed_lsn());
     let wal_config = WalConfig {
         segment_bytes: config.wal.segment_bytes,
         queue_depth: config.wal.queue_depth,
         ..WalConfig::new(&wal_dir)
     };
-    let metrics = ingest_metrics.clone();
+    let consumers = vec![index_consumer];
     let (wal, recovered) =
-        tokio::task::spawn_blocking(move || Wal::open(wal_config, replay_from, floor, metrics, to_index))
+        tokio::task::spawn_blocking(move || Wal::open(wal_config, consumers, floor, wal_metrics, to_index))
             .await
             .context("wal replay task")??;
     tracing::info!(
         replayed = recovered.replayed,
         skipped = recovered.skipped,
-        corruptions = recovered.corruptions,
-        next_lsn = recovered.next_lsn,
+        torn_tails = recovered.torn_tails,
+        damaged_ranges = recovered.damaged_ranges,
+        next_lsn = %recovered.next_lsn,
         "write-ahead log recovered"
     );
     let wal = Arc::new(wal);
-    let _ = wal_cell.set(wal.clone());
-    wal.release(replay_from);
     let ingest_config = IngestConfig {
         max_body_bytes: config.ingest.max_body_bytes,
         limits: ingest::parse::Limits {

@@ -7,20 +7,20 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ingest::{IngestMetrics, Wal, WalConfig};
+use wal::{Lsn, Wal, WalConfig, WalMetrics};
 
 fn wal(c: &mut Criterion) {
     let mut g = bench::gen::Generator::new(3, 1_700_000_000_000_000_000);
     let events: Vec<schemas::Event> = (0..200)
         .map(|_| schemas::Event::from_json(g.next_json()).expect("generated events are objects"))
         .collect();
-    let batch = ingest::Batch::encode(events);
+    let batch = wal::Batch::encode(events);
     let payload_len = batch.payload().len();
     let dir = tempfile::tempdir().expect("temp dir");
     let (tx, rx) = sync_channel(1 << 16);
     // Drain what the log forwards, as the indexer would.
     std::thread::spawn(move || for _ in rx {});
-    let (log, _) = Wal::open(WalConfig::new(dir.path()), 0, 0, IngestMetrics::default(), tx).expect("open wal");
+    let (log, _) = Wal::open(WalConfig::new(dir.path()), vec![], Lsn(0), WalMetrics::default(), tx).expect("open wal");
     let log = Arc::new(log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,8 +4,8 @@
 //! `max_open_writers`, least recently used closed first). Every
 //! `commit_interval` it commits each writer that has new documents with the
 //! payload `{"wal_end": N}` — N being the WAL position after the last batch
-//! it took — reloads their readers, writes `checkpoint.json` with N and tells
-//! the WAL (through `on_commit`) that everything before N may be deleted.
+//! it took — reloads their readers, writes `checkpoint.json` with N and
+//! advances its WAL [`Consumer`] to N: the log may delete what is below.
 //!
 //! **Invariant:** for every partition, every event of a WAL record that ends
 //! at or before the partition's payload is committed in it, and no event of
@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ingest::Durable;
 use schemas::fields;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 use time::{Date, OffsetDateTime};
+use wal::{Consumer, Durable, Lsn};
 
 use crate::doc::{event_time, to_document};
 use crate::partition::{commit_payload, utc_day, Partition, Store};
@@ -125,14 +125,15 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts the indexer on `rx`; `on_commit(n)` is called after each
-    /// checkpoint with the WAL position it covers.
+    /// Starts the indexer on `rx`. After each checkpoint it advances
+    /// `consumer`, its position in the WAL, to the position the checkpoint
+    /// covers, so the log may delete what is below.
     pub fn spawn(
         store: Arc<Store>,
         config: IndexerConfig,
         rx: Receiver<Durable>,
         metrics: IndexMetrics,
-        on_commit: Box<dyn Fn(u64) + Send>,
+        consumer: Consumer,
     ) -> Result<Indexer, IndexError> {
         let checkpoint = store.checkpoint()?;
         let health = Arc::new(IndexHealth::default());
@@ -142,7 +143,7 @@ impl Indexer {
             store,
             config,
             metrics,
-            on_commit,
+            consumer,
             health: health.clone(),
             writers: HashMap::new(),
             uncommitted: Vec::new(),
@@ -196,7 +197,7 @@ struct Worker {
     store: Arc<Store>,
     config: IndexerConfig,
     metrics: IndexMetrics,
-    on_commit: Box<dyn Fn(u64) + Send>,
+    consumer: Consumer,
     health: Arc<IndexHealth>,
     writers: HashMap<Date, OpenWriter>,
     checkpoint: u64,
@@ -308,12 +309,12 @@ impl Worker {
         days.sort_by_key(|(day, _)| (!self.writers.contains_key(day), *day));
         for (day, events) in days {
             let partition = self.store.get_or_create(day)?;
-            if batch.start < partition.committed_lsn() {
+            if batch.start.0 < partition.committed_lsn() {
                 self.metrics.events_skipped.inc_by(events.len() as u64);
                 continue;
             }
             let count = events.len() as u64;
-            let w = self.writer(day, partition, batch.end)?;
+            let w = self.writer(day, partition, batch.end.0)?;
             let schema = w.partition.schema.clone();
             for i in events {
                 let event = &batch.batch.events[i];
@@ -408,7 +409,7 @@ impl Worker {
 
     /// The end of the last batch added, if any was since the checkpoint.
     fn pending_end(&self) -> Option<u64> {
-        self.uncommitted.last().map(|b| b.end)
+        self.uncommitted.last().map(|b| b.end.0)
     }
 
     fn commit(&mut self) -> Result<(), IndexError> {
@@ -433,7 +434,7 @@ impl Worker {
                 .ack_to_searchable_seconds
                 .observe(t.elapsed().as_secs_f64());
         }
-        (self.on_commit)(lsn);
+        self.consumer.advance(Lsn(lsn));
         self.refresh_gauges();
         Ok(())
     }

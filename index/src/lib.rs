@@ -52,6 +52,11 @@ pub enum IndexError {
 }
 
 impl IndexError {
+    /// The kind of error, for the API: the index's failures are all internal.
+    pub fn error_code(&self) -> schemas::ErrorCode {
+        schemas::ErrorCode::Internal
+    }
+
     pub(crate) fn tantivy(partition: impl std::fmt::Display, source: tantivy::TantivyError) -> IndexError {
         IndexError::Tantivy {
             partition: partition.to_string(),

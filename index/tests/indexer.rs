@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use index::{EventSchema, IndexMetrics, Indexer, IndexerConfig, Store};
-use ingest::{Batch, Durable};
 use schemas::{Catalog, Event};
 use serde_json::json;
+use wal::{Batch, Consumer, Durable, Lsn};
 
 fn event(id: &str, ts: &str, client_id: bool) -> Event {
     let mut e = Event::from_json(json!({"event.id": id, "@timestamp": ts, "message": "m"})).unwrap();
@@ -33,7 +33,14 @@ fn config(commit_ms: u64) -> IndexerConfig {
 /// why it failed, if it did.
 fn index_batches(store: &Arc<Store>, cfg: IndexerConfig, batches: Vec<Durable>) -> Option<String> {
     let (tx, rx) = sync_channel(4);
-    let indexer = Indexer::spawn(store.clone(), cfg, rx, IndexMetrics::default(), Box::new(|_| {})).unwrap();
+    let indexer = Indexer::spawn(
+        store.clone(),
+        cfg,
+        rx,
+        IndexMetrics::default(),
+        Consumer::new("index", Lsn(0)),
+    )
+    .unwrap();
     let health = indexer.health();
     for b in batches {
         tx.send(b).unwrap();
@@ -45,8 +52,8 @@ fn index_batches(store: &Arc<Store>, cfg: IndexerConfig, batches: Vec<Durable>) 
 
 fn batch(start: u64, end: u64, events: Vec<Event>) -> Durable {
     Durable {
-        start,
-        end,
+        start: Lsn(start),
+        end: Lsn(end),
         batch: Batch::encode(events),
     }
 }
@@ -70,8 +77,8 @@ fn replayed_records_are_skipped_by_partitions_that_committed_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let first = Durable {
-        start: 0,
-        end: 100,
+        start: Lsn(0),
+        end: Lsn(100),
         batch: Batch::encode(vec![
             event("a", "2026-11-01T00:00:00Z", false),
             event("b", "2026-11-02T00:00:00Z", false),
@@ -84,8 +91,8 @@ fn replayed_records_are_skipped_by_partitions_that_committed_them() {
     // As after a crash whose checkpoint lagged: the record comes again.
     let store = open(dir.path());
     let second = Durable {
-        start: 100,
-        end: 180,
+        start: Lsn(100),
+        end: Lsn(180),
         batch: Batch::encode(vec![event("c", "2026-11-01T05:00:00Z", false)]),
     };
     index_batches(&store, config(1000), vec![first, second]);
@@ -102,8 +109,8 @@ fn backfilled_events_land_in_their_own_day_and_retention_deletes_old_days() {
     let old = schemas::time::format(now - time::Duration::days(45));
     let recent = schemas::time::format(now - time::Duration::days(3));
     let batch = Durable {
-        start: 0,
-        end: 10,
+        start: Lsn(0),
+        end: Lsn(10),
         batch: Batch::encode(vec![event("old", &old, false), event("new", &recent, false)]),
     };
     let mut keep_all = config(1000);
@@ -134,13 +141,20 @@ fn segment_count_stays_bounded_under_many_small_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (tx, rx) = sync_channel(4);
-    let indexer = Indexer::spawn(store.clone(), config(5), rx, IndexMetrics::default(), Box::new(|_| {})).unwrap();
+    let indexer = Indexer::spawn(
+        store.clone(),
+        config(5),
+        rx,
+        IndexMetrics::default(),
+        Consumer::new("index", Lsn(0)),
+    )
+    .unwrap();
     // One commit per batch: wait for each to be checkpointed before the next.
     let commits = 200u64;
     for i in 0..commits {
         tx.send(Durable {
-            start: i * 10,
-            end: i * 10 + 10,
+            start: Lsn(i * 10),
+            end: Lsn(i * 10 + 10),
             batch: Batch::encode(vec![event(&format!("e{i}"), "2026-11-03T00:00:00Z", false)]),
         })
         .unwrap();
@@ -165,8 +179,8 @@ fn a_resent_client_id_replaces_the_earlier_copy_across_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let b = |start| Durable {
-        start,
-        end: start + 5,
+        start: Lsn(start),
+        end: Lsn(start + 5),
         batch: Batch::encode(vec![event("dup", "2026-11-04T00:00:00Z", true)]),
     };
     index_batches(&store, config(1000), vec![b(0)]);

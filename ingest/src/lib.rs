@@ -10,10 +10,9 @@
 //!   `_parse_failure` with the reason; never drop a line.
 //! - [`normalize`]: set `@timestamp`, `event.ingested`, `event.id`,
 //!   `event.dataset`.
-//! - [`wal`]: append the batch to the write-ahead log with group commit and
-//!   hand it downstream only once it is fsynced.
 //!
-//! [`Ingestor`] runs them for one request.
+//! [`Ingestor`] runs them for one request and appends the batch to the
+//! write-ahead log (the `wal` crate), answering once it is fsynced.
 //!
 //! ```
 //! use ingest::{frame, parse};
@@ -31,11 +30,10 @@ pub mod metrics;
 pub mod normalize;
 pub mod parse;
 mod service;
-pub mod wal;
 
 pub use metrics::IngestMetrics;
+use schemas::ErrorCode;
 pub use service::{Admission, IngestConfig, IngestReport, Ingestor, LineError};
-pub use wal::{Batch, Durable, Wal, WalConfig};
 
 /// Errors of the ingest stages.
 #[derive(Debug, thiserror::Error)]
@@ -69,27 +67,23 @@ pub enum IngestError {
     /// Too much is in flight: the client should retry later.
     #[error("ingest is overloaded: retry later")]
     Overloaded,
-    /// The write-ahead log cannot make data durable (fsync failed, disk full):
-    /// nothing is acknowledged until an operator fixes it and restarts.
-    #[error("write-ahead log unavailable: {reason}")]
-    WalFailed { reason: String },
-    /// The write-ahead log is shutting down.
-    #[error("write-ahead log is closed")]
-    WalClosed,
-    /// Reading or writing a WAL file failed.
-    #[error("write-ahead log {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The write-ahead log refused the batch.
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
 }
 
 impl IngestError {
-    pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> IngestError {
-        IngestError::Io {
-            path: path.into(),
-            source,
+    /// The kind of error, for the API.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            IngestError::BodyTooLarge { .. }
+            | IngestError::TooManyEvents { .. }
+            | IngestError::BatchTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            IngestError::UnsupportedEncoding(_) => ErrorCode::UnsupportedMediaType,
+            IngestError::BadEncoding { .. } | IngestError::BadSource { .. } => ErrorCode::BadRequest,
+            IngestError::Internal { .. } => ErrorCode::Internal,
+            IngestError::Overloaded => ErrorCode::TooManyRequests,
+            IngestError::Wal(e) => e.error_code(),
         }
     }
 }

@@ -11,8 +11,8 @@ use crate::decode::{decode, Encoding};
 use crate::frame::frame_limited;
 use crate::normalize::{normalize, valid_source, IngestClock, TimeWindow};
 use crate::parse::{parse_item, Limits};
-use crate::wal::{BatchBuilder, Wal};
 use crate::{IngestError, IngestMetrics};
+use wal::{BatchBuilder, Wal};
 
 /// Limits of the ingest service.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ impl Ingestor {
             return Ok(report);
         }
         self.wal.append(batch).await.inspect_err(|e| {
-            if matches!(e, IngestError::Overloaded) {
+            if matches!(e, wal::WalError::Overloaded) {
                 self.metrics.overloaded.inc();
             }
         })?;
@@ -186,7 +186,7 @@ impl Ingestor {
 }
 
 struct Prepared {
-    batch: crate::wal::Batch,
+    batch: wal::Batch,
     report: IngestReport,
     bytes: usize,
 }
@@ -234,7 +234,7 @@ fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8])
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::wal::WalConfig;
+    use wal::{Lsn, WalConfig, WalMetrics};
 
     /// H7: the slot lived in the handler's future, so a client that hung up
     /// freed it while its work went on: unbounded parallel work.
@@ -244,7 +244,7 @@ mod tests {
         // Nobody reads the index channel: after the first batch the log's
         // writer blocks handing it on, so later appends never finish.
         let (tx, _rx) = std::sync::mpsc::sync_channel(0);
-        let (wal, _) = Wal::open(WalConfig::new(dir.path()), 0, 0, IngestMetrics::default(), tx).unwrap();
+        let (wal, _) = Wal::open(WalConfig::new(dir.path()), vec![], Lsn(0), WalMetrics::default(), tx).unwrap();
         let ingestor = Ingestor::new(
             Arc::new(wal),
             IngestConfig {

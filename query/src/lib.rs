@@ -56,3 +56,20 @@ pub enum QueryError {
     #[error("index error: {0}")]
     Index(String),
 }
+
+impl QueryError {
+    /// The kind of error, for the API.
+    pub fn error_code(&self) -> schemas::ErrorCode {
+        use schemas::ErrorCode;
+        match self {
+            QueryError::Syntax { .. }
+            | QueryError::BadValue { .. }
+            | QueryError::Unsupported(_)
+            | QueryError::TooCostly(_)
+            | QueryError::BadTime { .. }
+            | QueryError::BadCursor(_) => ErrorCode::BadRequest,
+            QueryError::Timeout { .. } => ErrorCode::Timeout,
+            QueryError::Index(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -59,6 +59,37 @@ pub mod tags {
     }
 }
 
+/// The closed set of error kinds every crate's error maps to
+/// (`error_code()`), and the API maps to HTTP once (Quickwit's
+/// `ServiceErrorCode`). Add a variant only for a new kind of answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is wrong and will be wrong again (400).
+    BadRequest,
+    /// No usable credentials (401).
+    Unauthenticated,
+    /// Credentials without the right (403).
+    Forbidden,
+    /// Nothing by that name (404).
+    NotFound,
+    /// It exists already (409).
+    Conflict,
+    /// The request took too long to arrive (408).
+    RequestTimeout,
+    /// Over a size or count limit (413).
+    PayloadTooLarge,
+    /// A `Content-Encoding` Tripline does not speak (415).
+    UnsupportedMediaType,
+    /// Too much at once: retry later (429).
+    TooManyRequests,
+    /// The work ran out of time (504).
+    Timeout,
+    /// Storage cannot make data durable: retry much later (503).
+    Unavailable,
+    /// A bug or an I/O failure; says nothing outside (500).
+    Internal,
+}
+
 /// Errors of the schema crate.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -81,4 +112,17 @@ pub enum SchemaError {
     /// event's own size allows (long keys above many leaves).
     #[error("flattened field names would take over {limit} bytes")]
     NamesTooLong { limit: usize },
+}
+
+impl SchemaError {
+    /// The kind of error, for the API.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            SchemaError::Catalog { .. } | SchemaError::DuplicateField { .. } => ErrorCode::Internal,
+            SchemaError::NotAnObject { .. }
+            | SchemaError::InvalidJson(_)
+            | SchemaError::TooDeep { .. }
+            | SchemaError::NamesTooLong { .. } => ErrorCode::BadRequest,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ingest::IngestError;
 use query::QueryError;
+use schemas::ErrorCode;
 use serde_json::json;
 
 use crate::auth::AuthError;
@@ -38,60 +39,68 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, Option<u64>, serde_json::Value) {
-        use StatusCode as S;
-        let public = |status: S, msg: String| (status, None, json!({ "error": msg }));
+    /// The kind of error: each library error says its own.
+    fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Auth(AuthError::Missing) | ApiError::Auth(AuthError::Invalid) => {
-                public(S::UNAUTHORIZED, self.to_string())
-            }
-            ApiError::Auth(AuthError::Forbidden { .. }) => public(S::FORBIDDEN, self.to_string()),
-            ApiError::Ingest(e) => match e {
-                IngestError::BodyTooLarge { .. }
-                | IngestError::TooManyEvents { .. }
-                | IngestError::BatchTooLarge { .. } => public(S::PAYLOAD_TOO_LARGE, e.to_string()),
-                IngestError::UnsupportedEncoding(_) => public(S::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
-                IngestError::BadEncoding { .. } | IngestError::BadSource { .. } => {
-                    public(S::BAD_REQUEST, e.to_string())
-                }
-                IngestError::Overloaded => (S::TOO_MANY_REQUESTS, Some(1), json!({ "error": e.to_string() })),
-                IngestError::WalFailed { .. } | IngestError::WalClosed => (
-                    S::SERVICE_UNAVAILABLE,
-                    Some(30),
-                    json!({ "error": "storage unavailable: nothing is being acknowledged; retry later" }),
-                ),
-                IngestError::Io { .. } | IngestError::Internal { .. } => {
-                    public(S::INTERNAL_SERVER_ERROR, "internal error".into())
-                }
-            },
-            ApiError::Query(e) => match e {
-                QueryError::Syntax { position, message } => (
-                    S::BAD_REQUEST,
-                    None,
-                    json!({ "error": e.to_string(), "position": position, "reason": message }),
-                ),
-                QueryError::Index(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
-                QueryError::Timeout { .. } => public(S::GATEWAY_TIMEOUT, e.to_string()),
-                QueryError::BadValue { .. }
-                | QueryError::Unsupported(_)
-                | QueryError::TooCostly(_)
-                | QueryError::BadTime { .. }
-                | QueryError::BadCursor(_) => public(S::BAD_REQUEST, e.to_string()),
-            },
-            ApiError::BadRequest(m) => public(S::BAD_REQUEST, m.clone()),
-            ApiError::Body { status, .. } if status.is_server_error() => public(*status, "internal error".into()),
-            ApiError::Body { status, message } => public(*status, message.clone()),
-            ApiError::BodyTimeout { .. } => public(S::REQUEST_TIMEOUT, self.to_string()),
-            ApiError::NotReady => (S::SERVICE_UNAVAILABLE, Some(1), json!({ "error": self.to_string() })),
-            ApiError::IndexFailed => (
-                S::SERVICE_UNAVAILABLE,
-                Some(30),
-                json!({ "error": "storage unavailable: nothing is being acknowledged; retry later" }),
-            ),
-            ApiError::IndexBehind { .. } => (S::TOO_MANY_REQUESTS, Some(5), json!({ "error": self.to_string() })),
-            ApiError::Busy => (S::TOO_MANY_REQUESTS, Some(1), json!({ "error": self.to_string() })),
-            ApiError::Internal(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
+            ApiError::Auth(e) => e.error_code(),
+            ApiError::Ingest(e) => e.error_code(),
+            ApiError::Query(e) => e.error_code(),
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            ApiError::Body { status, .. } if status.is_server_error() => ErrorCode::Internal,
+            ApiError::Body { .. } => ErrorCode::BadRequest,
+            ApiError::BodyTimeout { .. } => ErrorCode::RequestTimeout,
+            ApiError::NotReady | ApiError::IndexFailed => ErrorCode::Unavailable,
+            ApiError::IndexBehind { .. } | ApiError::Busy => ErrorCode::TooManyRequests,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
+    }
+
+    /// The one place codes become HTTP: status and `Retry-After`.
+    fn status(code: ErrorCode) -> (StatusCode, Option<u64>) {
+        use StatusCode as S;
+        match code {
+            ErrorCode::BadRequest => (S::BAD_REQUEST, None),
+            ErrorCode::Unauthenticated => (S::UNAUTHORIZED, None),
+            ErrorCode::Forbidden => (S::FORBIDDEN, None),
+            ErrorCode::NotFound => (S::NOT_FOUND, None),
+            ErrorCode::Conflict => (S::CONFLICT, None),
+            ErrorCode::RequestTimeout => (S::REQUEST_TIMEOUT, None),
+            ErrorCode::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, None),
+            ErrorCode::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, None),
+            ErrorCode::TooManyRequests => (S::TOO_MANY_REQUESTS, Some(1)),
+            ErrorCode::Timeout => (S::GATEWAY_TIMEOUT, None),
+            ErrorCode::Unavailable => (S::SERVICE_UNAVAILABLE, Some(30)),
+            ErrorCode::Internal => (S::INTERNAL_SERVER_ERROR, None),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, Option<u64>, serde_json::Value) {
+        let code = self.code();
+        let (status, mut retry_after) = ApiError::status(code);
+        match self {
+            ApiError::NotReady | ApiError::Busy => retry_after = Some(1),
+            ApiError::IndexBehind { .. } => retry_after = Some(5),
+            _ => {}
+        }
+        let message = match (code, self) {
+            (ErrorCode::Internal, _) => "internal error".to_string(),
+            (ErrorCode::Unavailable, ApiError::NotReady) => self.to_string(),
+            (ErrorCode::Unavailable, _) => {
+                "storage unavailable: nothing is being acknowledged; retry later".to_string()
+            }
+            _ => self.to_string(),
+        };
+        let body = match self {
+            ApiError::Query(QueryError::Syntax {
+                position,
+                message: reason,
+            }) => {
+                json!({ "error": message, "position": position, "reason": reason })
+            }
+            _ => json!({ "error": message }),
+        };
+        (status, retry_after, body)
     }
 }
 

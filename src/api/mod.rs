@@ -148,6 +148,7 @@ async fn read_body(request: Request, limit: usize, timeout: Duration) -> Result<
 async fn readyz(State(state): State<AppState>) -> Response {
     let replayed = state.ready.load(Ordering::SeqCst);
     let wal = state.ingestor.get().and_then(|i| i.wal().failure());
+    let damage = state.ingestor.get().and_then(|i| i.wal().damage());
     let index = state.index_health.failure();
     let ready = replayed && wal.is_none() && index.is_none();
     let body = serde_json::json!({
@@ -155,6 +156,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "replayed": replayed,
         "wal": wal.map_or_else(|| "ok".to_string(), |_| "failed: writes are refused until restart".to_string()),
         "index": index.map_or_else(|| "ok".to_string(), |_| "failed: indexing stopped, see the log".to_string()),
+        "wal_damage": damage,
     });
     let status = if ready {
         StatusCode::OK
