@@ -56,7 +56,7 @@ fn token(args: &QueryArgs) -> anyhow::Result<String> {
             std::env::var("TRIPLINE_TOKEN").context("TRIPLINE_TOKEN is not UTF-8")?
         }
         None => {
-            let path = crate::daemon::admin_token_path(&PathBuf::from("./tripline-data"));
+            let path = crate::auth::admin_token_path(&PathBuf::from("./tripline-data"));
             std::fs::read_to_string(&path)
                 .with_context(|| format!("no --token or --token-file given and cannot read {}", path.display()))?
         }

@@ -1,6 +1,5 @@
 //! Wiring: data directory, token store, index, indexer thread, WAL, HTTP.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -25,7 +24,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let data = config.data_dir.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("creating data dir {}", data.display()))?;
     let env_admin = std::env::var("TRIPLINE_ADMIN_TOKEN").ok();
-    let (tokens, written) = TokenStore::open(&data, env_admin.as_deref())?;
+    let token_dir = data.clone();
+    let (tokens, written) = tokio::task::spawn_blocking(move || TokenStore::open(&token_dir, env_admin.as_deref()))
+        .await
+        .context("token store task")??;
     if let Some(path) = written {
         println!("admin token written to {}", path.display());
     }
@@ -131,9 +133,4 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     served.context("http server")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The admin token file of a data directory.
-pub fn admin_token_path(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("admin.token")
 }

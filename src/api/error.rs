@@ -7,7 +7,7 @@ use ingest::IngestError;
 use query::QueryError;
 use serde_json::json;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, TokenError};
 
 /// An error as the API reports it. A 5xx body says nothing internal; the
 /// log says everything.
@@ -19,6 +19,8 @@ pub enum ApiError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body: {message}")]
@@ -36,10 +38,12 @@ impl ApiError {
         use StatusCode as S;
         let public = |status: S, msg: String| (status, None, json!({ "error": msg }));
         match self {
-            ApiError::Auth(AuthError::Missing) | ApiError::Auth(AuthError::Invalid) => {
+            ApiError::Auth(AuthError::Missing | AuthError::Invalid | AuthError::Expired) => {
                 public(S::UNAUTHORIZED, self.to_string())
             }
-            ApiError::Auth(AuthError::Forbidden { .. }) => public(S::FORBIDDEN, self.to_string()),
+            ApiError::Auth(AuthError::Forbidden { .. } | AuthError::Dataset { .. }) => {
+                public(S::FORBIDDEN, self.to_string())
+            }
             ApiError::Ingest(e) => match e {
                 IngestError::BodyTooLarge { .. } => public(S::PAYLOAD_TOO_LARGE, e.to_string()),
                 IngestError::UnsupportedEncoding(_) => public(S::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
@@ -62,6 +66,14 @@ impl ApiError {
                 ),
                 QueryError::Index(_) => public(S::INTERNAL_SERVER_ERROR, "internal error".into()),
                 _ => public(S::BAD_REQUEST, e.to_string()),
+            },
+            ApiError::Token(e) => match e {
+                TokenError::Invalid(_) => public(S::BAD_REQUEST, e.to_string()),
+                TokenError::Exists(_) => public(S::CONFLICT, e.to_string()),
+                TokenError::NotFound(_) => public(S::NOT_FOUND, e.to_string()),
+                TokenError::Io { .. } | TokenError::Corrupt { .. } | TokenError::Randomness(_) => {
+                    public(S::INTERNAL_SERVER_ERROR, "internal error".into())
+                }
             },
             ApiError::BadRequest(m) => public(S::BAD_REQUEST, m.clone()),
             ApiError::Body { status, .. } if status.is_server_error() => public(*status, "internal error".into()),

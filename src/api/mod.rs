@@ -5,7 +5,8 @@
 //! | `GET /healthz`, `GET /readyz` | none |
 //! | `POST /api/v1/ingest?source=NAME` | ingest |
 //! | `GET, POST /api/v1/search` | search |
-//! | `POST /api/v1/tokens` | admin |
+//! | `GET, POST /api/v1/tokens` | admin |
+//! | `DELETE /api/v1/tokens/{name}` | admin |
 //! | `GET /metrics` | admin (or none with `metrics.public`) |
 
 mod error;
@@ -15,10 +16,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ingest::{IngestReport, Ingestor};
 use prometheus_client::registry::Registry;
@@ -28,7 +29,10 @@ use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 
-use crate::auth::{Scope, TokenStore};
+use crate::auth::{Principal, Scope, TokenRequest, TokenStore};
+
+/// The largest token request body: a name, scopes and up to 256 datasets.
+const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything the handlers reach.
 #[derive(Clone)]
@@ -61,7 +65,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/ingest", post(ingest).layer(DefaultBodyLimit::max(body_limit)))
         .route("/api/v1/search", get(search_get).post(search_post))
-        .route("/api/v1/tokens", post(create_token))
+        .route(
+            "/api/v1/tokens",
+            get(list_tokens)
+                .post(create_token)
+                .layer(DefaultBodyLimit::max(MAX_TOKEN_BODY_BYTES)),
+        )
+        .route("/api/v1/tokens/{name}", delete(revoke_token))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -72,7 +82,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<String, ApiError> {
+fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<Principal, ApiError> {
     Ok(state.tokens.authorize(bearer(headers), need)?)
 }
 
@@ -89,15 +99,18 @@ struct IngestParams {
     source: Option<String>,
 }
 
-/// The token is checked, and a slot taken, before the body is read: an
-/// unauthenticated or surplus client cannot make the server buffer a body.
+/// The token and its datasets are checked, and a slot taken, before the body
+/// is read: an unauthenticated, unentitled or surplus client cannot make the
+/// server buffer a body.
 async fn ingest(
     State(state): State<AppState>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Json<IngestReport>, ApiError> {
-    authorize(&state, &headers, Scope::Ingest)?;
+    let principal = authorize(&state, &headers, Scope::Ingest)?;
+    let source = params.source.as_deref().unwrap_or("http");
+    principal.check_dataset(source)?;
     let ingestor = state.ingestor.get().ok_or(ApiError::NotReady)?;
     let admission = ingestor.admit().await?;
     let body = Bytes::from_request(request, &()).await.map_err(|r| ApiError::Body {
@@ -105,7 +118,6 @@ async fn ingest(
         message: r.body_text(),
     })?;
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let source = params.source.as_deref().unwrap_or("http");
     Ok(Json(ingestor.ingest(admission, source, encoding, body).await?))
 }
 
@@ -180,35 +192,46 @@ async fn search(state: AppState, headers: HeaderMap, p: SearchParams) -> Result<
     Ok(Json(result).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    scopes: Vec<Scope>,
+async fn list_tokens(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    Ok(Json(serde_json::json!({ "tokens": state.tokens.list() })).into_response())
 }
 
+/// The token is checked before the body is read; the file is written on a
+/// blocking thread.
 async fn create_token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if req.name.is_empty() || req.name.len() > 128 || req.scopes.is_empty() {
-        return Err(ApiError::BadRequest(
-            "name (1 to 128 characters) and at least one scope are required".into(),
-        ));
-    }
-    let token = state
-        .tokens
-        .create(&req.name, req.scopes.clone())
-        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-    tracing::info!(name = %req.name, scopes = ?req.scopes, "created token");
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "name": req.name, "scopes": req.scopes, "token": token })),
-    )
-        .into_response())
+    let Json(req) = Json::<TokenRequest>::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let tokens = state.tokens.clone();
+    let created = tokio::task::spawn_blocking(move || tokens.create(req, OffsetDateTime::now_utc()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("token task: {e}")))??;
+    // The name is checked to be 1 to 64 of A-Z a-z 0-9 . _ - by now.
+    tracing::info!(name = %created.info.name, scopes = ?created.info.scopes, "created token");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let Path(name) = name.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let tokens = state.tokens.clone();
+    let revoked = name.clone();
+    tokio::task::spawn_blocking(move || tokens.revoke(&revoked))
+        .await
+        .map_err(|e| ApiError::Internal(format!("token task: {e}")))??;
+    // A name from a hand-edited file may hold anything: logged escaped.
+    tracing::info!(name = ?name, "revoked token");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
