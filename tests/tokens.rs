@@ -1,9 +1,10 @@
-//! End to end: the token lifecycle (list, revoke, expiry, dataset binding)
-//! and the admin token length rule.
+//! End to end: the token lifecycle (list, revoke, expiry, dataset binding),
+//! the admin token length rule, and the data directory's permissions.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -223,34 +224,121 @@ fn token_creation_checks_the_token_before_the_body() {
     assert_eq!(resp.status().as_u16(), 401);
 }
 
-#[test]
-fn an_admin_token_in_the_environment_shorter_than_24_characters_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `tripline serve` on `data`, which must fail; returns its stderr.
+fn serve_fails(data: &Path, admin_token: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tripline"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("TRIPLINE_ADMIN_TOKEN", "test-admin-token")
-        .stdout(Stdio::null())
+        .arg(data)
+        .env("TRIPLINE_ADMIN_TOKEN", admin_token)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if line.starts_with("tripline listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if Instant::now() > deadline {
+        if started.try_recv().is_ok() || Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the daemon started with a 16-character admin token");
+            panic!("the daemon started on {}", data.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success());
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    err
+}
+
+#[test]
+fn an_admin_token_in_the_environment_shorter_than_24_characters_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = serve_fails(&dir.path().join("data"), "test-admin-token");
     assert!(
         err.contains("TRIPLINE_ADMIN_TOKEN") && err.contains("at least 24"),
         "{err}"
     );
+}
+
+/// Every path under `dir` (and `dir` itself) whose mode gives the group or
+/// others any access.
+#[cfg(unix)]
+fn open_to_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            found.push(format!("{:o} {}", mode & 0o7777, path.display()));
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    found
+}
+
+/// Regression (M9): the data dir, WAL and index were created with the
+/// umask (0755/0644), so every local user could read the security logs.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_everything_tripline_writes_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // As an operator (or an older Tripline) may have left it.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut d = Daemon::start(&data, FAST_COMMITS);
+    create_ok(&d, json!({"name": "shipper", "scopes": ["ingest"]}));
+    let body = b"{\"message\":\"at rest\",\"user.name\":\"root\"}\n";
+    assert_eq!(ingest(&d.base, "sshd", Some(ADMIN), body, None).unwrap().0, 200);
+    wait_total(&d.base, "\"at rest\"", 1);
+    for name in ["wal", "index", "tokens.json"] {
+        assert!(data.join(name).exists(), "{name} is written by now");
+    }
+    let open = open_to_others(&data);
+    assert!(
+        open.is_empty(),
+        "readable by others while running:\n{}",
+        open.join("\n")
+    );
+    assert!(d.stop().success());
+    let open = open_to_others(&data);
+    assert!(
+        open.is_empty(),
+        "readable by others after shutdown:\n{}",
+        open.join("\n")
+    );
+}
+
+/// Making the data dir 0700 must not take /tmp (or any shared sticky
+/// directory) away from the other users.
+#[cfg(unix)]
+#[test]
+fn a_shared_sticky_directory_is_refused_as_the_data_dir_and_left_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = serve_fails(&shared, ADMIN);
+    assert!(err.contains("shared directory"), "{err}");
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o1777);
 }
