@@ -27,7 +27,7 @@ needle_every=$(( events / 10 > 0 ? events / 10 : 1 ))
 [[ -s "$work/corpus.ndjson" ]] ||
   $bin/tripline-gen --events "$events" --needle-every "$needle_every" --out "$work/corpus.ndjson"
 rm -rf "$work/data"
-token=query-bench-admin
+token=query-bench-admin-0123456789
 TRIPLINE_ADMIN_TOKEN=$token TRIPLINE_LOG=warn \
   $bin/tripline serve --listen 127.0.0.1:0 --data-dir "$work/data" > "$work/daemon.out" &
 daemon=$!

@@ -1,4 +1,9 @@
 //! `tripline query`: search a running daemon from the terminal.
+//!
+//! Event content is attacker-controlled: everything printed to the terminal
+//! has its control characters escaped ([`escape`]), so a log line cannot
+//! move the cursor, erase evidence, retitle the window or write the
+//! clipboard.
 
 use std::path::PathBuf;
 
@@ -12,14 +17,19 @@ pub struct QueryArgs {
     /// The daemon's base URL.
     #[arg(long, env = "TRIPLINE_SERVER", default_value = "http://127.0.0.1:7490")]
     server: String,
-    /// API token with scope `search` (default: ./tripline-data/admin.token).
-    #[arg(long, env = "TRIPLINE_TOKEN", hide_env_values = true)]
+    /// API token with scope `search`. Every local user can read it in the
+    /// process list: prefer --token-file, or TRIPLINE_TOKEN in the environment.
+    #[arg(long, conflicts_with = "token_file")]
     token: Option<String>,
+    /// File holding the API token. Without --token or --token-file: the
+    /// TRIPLINE_TOKEN environment variable, else ./tripline-data/admin.token.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// Start of the time range: RFC 3339 or relative (-15m, -24h).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     start: Option<String>,
     /// End of the time range.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     end: Option<String>,
     /// Hits to print.
     #[arg(long, default_value_t = 20)]
@@ -31,14 +41,31 @@ pub struct QueryArgs {
     query: String,
 }
 
+/// The token: `--token`, `--token-file`, `TRIPLINE_TOKEN`, or the admin
+/// token file of `./tripline-data`, in this order. (`TRIPLINE_TOKEN` is read
+/// here rather than by clap, so that it does not conflict with `--token-file`.)
 fn token(args: &QueryArgs) -> anyhow::Result<String> {
     if let Some(t) = &args.token {
         return Ok(t.clone());
     }
-    let path = crate::daemon::admin_token_path(&PathBuf::from("./tripline-data"));
-    let t = std::fs::read_to_string(&path)
-        .with_context(|| format!("no --token given and cannot read {}", path.display()))?;
-    Ok(t.trim().to_string())
+    let text = match &args.token_file {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?
+        }
+        None if std::env::var_os("TRIPLINE_TOKEN").is_some_and(|t| !t.is_empty()) => {
+            std::env::var("TRIPLINE_TOKEN").context("TRIPLINE_TOKEN is not UTF-8")?
+        }
+        None => {
+            let path = crate::auth::admin_token_path(&PathBuf::from("./tripline-data"));
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("no --token or --token-file given and cannot read {}", path.display()))?
+        }
+    };
+    let token = text.trim();
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("the token must be one word on one line");
+    }
+    Ok(token.to_string())
 }
 
 /// Runs the query and prints the hits.
@@ -55,9 +82,9 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let status = response.status();
     let answer: Value = response.body_mut().read_json().context("reading the response")?;
     if !status.is_success() {
-        let msg = answer.get("error").and_then(Value::as_str).unwrap_or("request failed");
+        let msg = escape(answer.get("error").and_then(Value::as_str).unwrap_or("request failed"));
         if let Some(pos) = answer.get("position").and_then(Value::as_u64) {
-            bail!("{status}: {msg}\n  {}\n  {}^", args.query, " ".repeat(pos as usize));
+            bail!("{status}: {msg}\n{}", caret(&args.query, pos));
         }
         bail!("{status}: {msg}");
     }
@@ -68,7 +95,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     if args.json {
         for hit in &hits {
-            println!("{hit}");
+            println!("{}", json_line(hit));
         }
         return Ok(());
     }
@@ -82,11 +109,80 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One table row: time, dataset, and the message or the other fields.
+/// Characters a terminal would act on rather than print: C0, DEL, C1, and
+/// the bidirectional controls that reorder what is shown.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Appends `c` to `out`, escaped (`\n`, `\r`, `\t`, `\u{1b}`) if unsafe.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if is_unsafe(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        c => out.push(c),
+    }
+}
+
+/// `s` with every control character escaped, safe to print to a terminal.
+pub fn escape(s: &str) -> String {
+    escape_clipped(s, usize::MAX)
+}
+
+/// [`escape`], cut to at most `max` characters of output (never inside an
+/// escape).
+fn escape_clipped(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut piece = String::new();
+    let mut width = 0usize;
+    for c in s.chars() {
+        piece.clear();
+        push_escaped(&mut piece, c);
+        let n = piece.chars().count();
+        if width.saturating_add(n) > max {
+            break;
+        }
+        out.push_str(&piece);
+        width += n;
+    }
+    out
+}
+
+/// A hit as one JSON line. serde_json escapes C0 but not DEL, C1 or the
+/// bidirectional controls: those are written as `\uXXXX` too, which is the
+/// same JSON.
+fn json_line(hit: &Value) -> String {
+    let mut out = String::new();
+    for c in hit.to_string().chars() {
+        if is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The query, and a caret under byte `position` of it. The position comes
+/// from the server: it is clamped to the query.
+fn caret(query: &str, position: u64) -> String {
+    let mut pos = usize::try_from(position).unwrap_or(usize::MAX).min(query.len());
+    while !query.is_char_boundary(pos) {
+        pos -= 1;
+    }
+    let before = escape(query.get(..pos).unwrap_or(query)).chars().count();
+    format!("  {}\n  {}^", escape(query), " ".repeat(before))
+}
+
+/// One table row: time, dataset, and the message or the other fields, all
+/// escaped.
 pub fn row(hit: &Value) -> String {
-    let get = |k: &str| hit.get(k).and_then(Value::as_str).unwrap_or("-");
+    let get = |k: &str| escape(hit.get(k).and_then(Value::as_str).unwrap_or("-"));
     let summary = match hit.get("message").and_then(Value::as_str) {
-        Some(m) => m.replace(['\n', '\r'], " "),
+        Some(m) => m.to_string(),
         None => {
             let mut parts = Vec::new();
             if let Some(map) = hit.as_object() {
@@ -101,7 +197,7 @@ pub fn row(hit: &Value) -> String {
             parts.join(" ")
         }
     };
-    let summary: String = summary.chars().take(160).collect();
+    let summary = escape_clipped(&summary, 160);
     format!("{:<27}  {:<16}  {summary}", get("@timestamp"), get("event.dataset"))
 }
 
@@ -109,11 +205,79 @@ pub fn row(hit: &Value) -> String {
 mod tests {
     use super::*;
 
+    /// Every C0 and C1 control and DEL.
+    fn controls() -> impl Iterator<Item = char> {
+        (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32)
+    }
+
     #[test]
     fn a_row_shows_the_message_or_the_fields() {
         let with_message = json!({"@timestamp": "2026-11-23T10:00:00Z", "event.dataset": "api", "message": "a\nb"});
-        assert!(row(&with_message).ends_with("a b"));
+        assert!(row(&with_message).ends_with("a\\nb"), "{}", row(&with_message));
         let fields = json!({"@timestamp": "t", "event.dataset": "ct", "event.id": "x", "user.name": "bob", "n": 1});
         assert!(row(&fields).ends_with("n=1 user.name=bob"), "{}", row(&fields));
+    }
+
+    /// Regression (M10): only CR and LF were removed from the message, and
+    /// field names and values were printed raw.
+    #[test]
+    fn a_row_escapes_terminal_escapes_in_the_message() {
+        let line = row(&json!({"message": "a\u{1b}[2Kb\u{1b}]52;c;ZXZpbA==\u{7}"}));
+        assert!(!line.contains('\u{1b}') && !line.contains('\u{7}'), "{line:?}");
+        assert!(line.ends_with("a\\u{1b}[2Kb\\u{1b}]52;c;ZXZpbA==\\u{7}"), "{line:?}");
+    }
+
+    #[test]
+    fn a_row_escapes_every_c0_and_c1_control_and_del_in_names_and_values() {
+        for c in controls() {
+            for hit in [
+                json!({ "message": format!("x{c}y") }),
+                json!({ format!("user{c}.name"): "bob" }),
+                json!({ "user.name": format!("b{c}ob") }),
+                json!({ "tags": [format!("t{c}")] }),
+                json!({ "@timestamp": format!("2026{c}"), "event.dataset": format!("d{c}"), "message": "m" }),
+            ] {
+                let line = row(&hit);
+                assert!(
+                    !line.chars().any(|ch| ch.is_control()),
+                    "U+{:04X} in {line:?}",
+                    u32::from(c)
+                );
+            }
+        }
+        assert!(row(&json!({"message": "\u{9b}2J"})).ends_with("\\u{9b}2J"));
+        assert!(row(&json!({"message": "x\u{202e}y"})).ends_with("x\\u{202e}y"));
+    }
+
+    #[test]
+    fn a_row_is_cut_at_160_characters_but_never_inside_an_escape() {
+        let line = row(&json!({ "message": format!("{}\u{1b}", "a".repeat(155)) }));
+        assert!(line.ends_with(&"a".repeat(155)), "{line:?}");
+        let line = row(&json!({ "message": "\u{1b}".repeat(100) }));
+        assert!(line.ends_with(&"\\u{1b}".repeat(26)), "{line:?}");
+    }
+
+    #[test]
+    fn json_lines_escape_del_and_c1_and_stay_the_same_json() {
+        let hit = json!({"message": "a\u{1b}b\u{7f}c\u{9b}d\u{202e}e"});
+        let line = json_line(&hit);
+        assert!(!line.chars().any(|c| c.is_control() || c == '\u{202e}'), "{line:?}");
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), hit);
+    }
+
+    /// Regression (L16): the caret was indented by the server's position,
+    /// unbounded: a huge allocation from a malicious server.
+    #[test]
+    fn the_caret_is_clamped_to_the_query() {
+        assert_eq!(caret("a AND (b", 8), "  a AND (b\n          ^");
+        assert_eq!(caret("a AND (b", u64::MAX), "  a AND (b\n          ^");
+        assert_eq!(caret("é:(", 1), "  é:(\n  ^", "a position inside a character");
+        assert_eq!(caret("\u{1b}x", 1), "  \\u{1b}x\n        ^");
+    }
+
+    #[test]
+    fn escape_keeps_printable_text_and_backslashes() {
+        assert_eq!(escape("C:\\Users\\bob ünïcödé"), "C:\\Users\\bob ünïcödé");
+        assert_eq!(escape("a\tb\r\n"), "a\\tb\\r\\n");
     }
 }

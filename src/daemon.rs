@@ -27,9 +27,12 @@ use crate::http::{self, HttpLimits};
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
     let data = config.data_dir.clone();
-    std::fs::create_dir_all(&data).with_context(|| format!("creating data dir {}", data.display()))?;
+    private_data_dir(&data)?;
     let env_admin = std::env::var("TRIPLINE_ADMIN_TOKEN").ok();
-    let (tokens, written) = TokenStore::open(&data, env_admin.as_deref())?;
+    let token_dir = data.clone();
+    let (tokens, written) = tokio::task::spawn_blocking(move || TokenStore::open(&token_dir, env_admin.as_deref()))
+        .await
+        .context("token store task")??;
     if let Some(path) = written {
         println!("admin token written to {}", path.display());
     }
@@ -150,7 +153,42 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     Ok(())
 }
 
-/// The admin token file of a data directory.
-pub fn admin_token_path(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("admin.token")
+/// Makes every file and directory the process creates from now on private
+/// to its user (umask 0o077): WAL segments, index files, tokens, checkpoint.
+/// Call before anything is created, before any thread is started.
+pub fn private_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates the data directory, or makes an existing one, mode 0700: the
+/// security logs in it are for Tripline's user only. A shared directory
+/// such as /tmp is refused rather than made private.
+fn private_data_dir(data: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data)
+            .with_context(|| format!("reading data dir {}", data.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o1002 == 0o1002 {
+            anyhow::bail!(
+                "data dir {} is a shared directory (world-writable with the sticky bit, like /tmp): \
+                 give Tripline a directory of its own",
+                data.display()
+            );
+        }
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making data dir {} private (mode 0700)", data.display()))?;
+            tracing::info!(
+                data_dir = %data.display(),
+                old_mode = %format!("{:o}", mode & 0o7777),
+                "made the data directory private (mode 0700)"
+            );
+        }
+    }
+    Ok(())
 }

@@ -54,6 +54,8 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
         } => {
+            // First: every file the daemon creates is private to its user.
+            daemon::private_umask();
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("TRIPLINE_LOG")

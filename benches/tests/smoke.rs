@@ -126,7 +126,7 @@ fn load_drives_a_daemon_and_query_bench_finds_the_needle() {
         .status()
         .unwrap();
     assert!(status.success());
-    let token = "smoke-admin-token";
+    let token = "smoke-admin-token-0123456789";
     let (daemon, base) = start_daemon(&dir.path().join("data"), token);
     let _stop = KillOnDrop(daemon);
 

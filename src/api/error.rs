@@ -8,7 +8,7 @@ use query::QueryError;
 use schemas::ErrorCode;
 use serde_json::json;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, TokenError};
 
 /// An error as the API reports it. A 5xx body says nothing internal; the
 /// log says everything.
@@ -20,6 +20,8 @@ pub enum ApiError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body: {message}")]
@@ -45,6 +47,7 @@ impl ApiError {
             ApiError::Auth(e) => e.error_code(),
             ApiError::Ingest(e) => e.error_code(),
             ApiError::Query(e) => e.error_code(),
+            ApiError::Token(e) => e.error_code(),
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
             ApiError::Body { status, .. } if status.is_server_error() => ErrorCode::Internal,

@@ -62,7 +62,7 @@ struct Spawned {
     data: tempfile::TempDir,
 }
 
-const SPAWN_TOKEN: &str = "tripline-load-admin";
+const SPAWN_TOKEN: &str = "tripline-load-admin-0123456789";
 
 fn spawn(bin: &PathBuf, config: Option<&PathBuf>) -> anyhow::Result<(Spawned, String)> {
     let data = tempfile::tempdir()?;
