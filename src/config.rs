@@ -123,6 +123,11 @@ pub struct IndexSection {
     pub max_open_writers: usize,
     /// Segments of one size merged at once.
     pub merge_fan_in: usize,
+    /// Times a failed indexing is retried (from the checkpoint) before the
+    /// indexer stops and ingest answers 503.
+    pub max_retries: u32,
+    /// Milliseconds before the first retry; doubled for each next one.
+    pub retry_backoff_ms: u64,
 }
 
 impl Default for IndexSection {
@@ -134,6 +139,8 @@ impl Default for IndexSection {
             writer_threads: 2,
             max_open_writers: 4,
             merge_fan_in: 16,
+            max_retries: 5,
+            retry_backoff_ms: 500,
         }
     }
 }

@@ -46,6 +46,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     index_metrics.register(&mut registry);
 
     let store = Arc::new(Store::open(&data.join("index"), EventSchema::new(Catalog::builtin()))?);
+    index_metrics
+        .partitions_quarantined
+        .inc_by(store.quarantined().len() as u64);
     let (to_index, from_wal) = std::sync::mpsc::sync_channel(16);
     // The indexer's position in the log is its checkpoint; every consumer
     // of the log keeps its own, and a segment goes once all are past it.
@@ -59,6 +62,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             max_open_writers: config.index.max_open_writers,
             retention_days: config.index.retention_days,
             merge_fan_in: config.index.merge_fan_in,
+            max_retries: config.index.max_retries,
+            retry_backoff: Duration::from_millis(config.index.retry_backoff_ms),
             ..IndexerConfig::default()
         },
         from_wal,

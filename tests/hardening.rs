@@ -274,3 +274,112 @@ fn readyz_reports_each_part_and_is_ready_after_replay() {
     assert_eq!(body["wal"], "ok");
     assert_eq!(body["index"], "ok");
 }
+
+fn readyz(d: &Daemon) -> (u16, Value) {
+    let mut resp = agent().get(&d.url("/readyz")).call().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+/// H1 and M6: a batch that could not be indexed was skipped for good (the
+/// next one moved the checkpoint past it), and /readyz stayed 200 while
+/// nothing was indexed.
+#[test]
+fn an_indexer_that_keeps_failing_stops_ingest_and_loses_nothing() {
+    let config = format!("{FAST_COMMITS}max_retries = 1\nretry_backoff_ms = 50\n");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data, &config);
+    let at = days_ago(1, 6);
+    // A file where that day's partition directory must go.
+    let blocker = data.join("index").join(&at[..10]);
+    std::fs::write(&blocker, b"not a partition").unwrap();
+    let body = format!("{}\n", json!({"@timestamp": at, "message": "blocked day"}));
+    assert_eq!(ingest(&d.base, "b", Some(ADMIN), body.as_bytes(), None).unwrap().0, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = readyz(&d);
+        if status == 503 {
+            assert_eq!(body["index"], "failed: indexing stopped, see the log", "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never reported the failed indexer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = ingest(&d.base, "b", Some(ADMIN), b"{\"message\":\"after\"}\n", None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(d.stop().success());
+    std::fs::remove_file(&blocker).unwrap();
+    let d = Daemon::start(&data, &config);
+    wait_total(&d.base, "\"blocked day\"", 1);
+    assert_eq!(readyz(&d).0, 200);
+}
+
+/// A full disk under the WAL: the failing write gets 503 and no
+/// acknowledgement, and a restart on the freed disk finds every
+/// acknowledged event. Needs root to mount a small tmpfs; skipped otherwise.
+#[test]
+fn a_full_disk_gets_503_acknowledges_nothing_and_restarts_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    // Room to free before the restart.
+    let ballast = mnt.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 3 << 20]).unwrap();
+    let data = mnt.join("data");
+    let config = format!("{FAST_COMMITS}[wal]\nsegment_bytes = 65536\n");
+    let mut d = Daemon::start(&data, &config);
+    let mut acked = 0u64;
+    let mut refused = None;
+    for batch in 0..2000 {
+        let body: String = (0..50)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"message": format!("disk fill {batch} {i} {}", "x".repeat(200))})
+                )
+            })
+            .collect();
+        let (status, report) = ingest(&d.base, "fill", Some(ADMIN), body.as_bytes(), None).unwrap();
+        match status {
+            200 => acked += report["accepted"].as_u64().unwrap(),
+            429 => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                refused = Some((status, report));
+                break;
+            }
+        }
+    }
+    let (status, report) = refused.expect("an 8 MiB disk never filled");
+    assert_eq!(status, 503, "{report}");
+    assert!(acked > 0);
+    // The log or the indexer has failed for good: nothing more is acknowledged.
+    let (status, _) = ingest(&d.base, "fill", Some(ADMIN), b"{\"message\":\"more\"}\n", None).unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(readyz(&d).0, 503);
+    d.kill();
+    // Free the disk and restart: the log replays what the index lacks.
+    std::fs::remove_file(&ballast).unwrap();
+    let d = Daemon::start(&data, &config);
+    let found = wait_total(&d.base, "fill", acked);
+    assert_eq!(found["total"].as_u64(), Some(acked));
+}

@@ -142,25 +142,66 @@ pub struct Store {
     root: PathBuf,
     schema: Arc<EventSchema>,
     partitions: RwLock<BTreeMap<Date, Arc<Partition>>>,
+    quarantined: Vec<PathBuf>,
+}
+
+/// Folder, under the index root, of partitions that could not be opened.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Moves `path` to `quarantine/<name>.<unix seconds>` under `root`.
+fn quarantine(root: &Path, path: &Path) -> Result<PathBuf, IndexError> {
+    let dir = root.join(QUARANTINE_DIR);
+    fs::create_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = path
+        .file_name()
+        .map_or_else(|| "partition".into(), |n| n.to_string_lossy().into_owned());
+    let to = dir.join(format!("{name}.{secs}"));
+    fs::rename(path, &to).map_err(|e| IndexError::io(path, e))?;
+    fs::File::open(root)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IndexError::io(root, e))?;
+    Ok(to)
 }
 
 impl Store {
-    /// Opens every partition under `root` (creating `root`).
+    /// Opens every partition under `root` (creating `root`). One that
+    /// cannot be opened is moved to `quarantine/` (logged, and listed by
+    /// [`Store::quarantined`]) rather than stopping the daemon: one bad day
+    /// must not take ingest down.
     pub fn open(root: &Path, schema: EventSchema) -> Result<Store, IndexError> {
         fs::create_dir_all(root).map_err(|e| IndexError::io(root, e))?;
         let mut partitions = BTreeMap::new();
+        let mut quarantined = Vec::new();
         for entry in fs::read_dir(root).map_err(|e| IndexError::io(root, e))? {
             let entry = entry.map_err(|e| IndexError::io(root, e))?;
             let Some(day) = entry.file_name().to_str().and_then(parse_day) else {
                 continue;
             };
-            partitions.insert(day, Arc::new(Partition::open(root, day, &schema)?));
+            match Partition::open(root, day, &schema) {
+                Ok(p) => {
+                    partitions.insert(day, Arc::new(p));
+                }
+                Err(e) => {
+                    let moved = quarantine(root, &entry.path())?;
+                    tracing::error!(partition = %day, error = %e, moved_to = %moved.display(), "cannot open a partition, moved it aside");
+                    quarantined.push(moved);
+                }
+            }
         }
         Ok(Store {
             root: root.to_path_buf(),
             schema: Arc::new(schema),
             partitions: RwLock::new(partitions),
+            quarantined,
         })
+    }
+
+    /// Partitions moved aside at open, because they could not be opened.
+    pub fn quarantined(&self) -> &[PathBuf] {
+        &self.quarantined
     }
 
     /// The schema new partitions get.

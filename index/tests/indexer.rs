@@ -326,3 +326,27 @@ fn a_client_id_replaces_only_the_same_datasets_event_with_the_exact_id() {
     assert_eq!(index_batches(&store, config(1000), batches), None);
     assert_eq!(docs(&store), 3, "payments/k1 (resent), web/k1, payments/K1");
 }
+
+/// M6: one partition that could not be opened stopped the daemon at start.
+#[test]
+fn a_partition_that_cannot_be_opened_is_quarantined_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(
+        index_batches(
+            &store,
+            config(1000),
+            vec![batch(0, 10, vec![event("ok", "2026-11-06T10:00:00Z", false)])]
+        ),
+        None
+    );
+    drop(store);
+    let bad = dir.path().join("2026-11-05");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("meta.json"), b"{ not tantivy").unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.quarantined().len(), 1);
+    assert!(!bad.exists());
+    assert!(store.quarantined()[0].starts_with(dir.path().join("quarantine")));
+    assert_eq!(docs(&store), 1, "the good partition is still there");
+}
