@@ -128,6 +128,10 @@ pub struct IndexSection {
     pub max_retries: u32,
     /// Milliseconds before the first retry; doubled for each next one.
     pub retry_backoff_ms: u64,
+    /// Hours of ingest within which an event resent with the same
+    /// `(event.dataset, event.id)` replaces its earlier copy whatever day
+    /// its time puts it in; 0: within one day's partition only.
+    pub dedup_window_hours: u32,
 }
 
 impl Default for IndexSection {
@@ -141,6 +145,7 @@ impl Default for IndexSection {
             merge_fan_in: 16,
             max_retries: 5,
             retry_backoff_ms: 500,
+            dedup_window_hours: 24,
         }
     }
 }

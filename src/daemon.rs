@@ -64,6 +64,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             merge_fan_in: config.index.merge_fan_in,
             max_retries: config.index.max_retries,
             retry_backoff: Duration::from_millis(config.index.retry_backoff_ms),
+            dedup_window_hours: config.index.dedup_window_hours,
             ..IndexerConfig::default()
         },
         from_wal,

@@ -383,3 +383,27 @@ fn a_full_disk_gets_503_acknowledges_nothing_and_restarts_clean() {
     let found = wait_total(&d.base, "fill", acked);
     assert_eq!(found["total"].as_u64(), Some(acked));
 }
+
+/// M11: dedup held inside one day's partition: the same event resent with
+/// another time (or, without one, after midnight) was stored twice.
+#[test]
+fn an_event_resent_with_another_day_is_stored_once() {
+    let (_dir, d) = boot(FAST_COMMITS);
+    for n in [2, 1] {
+        let body = format!(
+            "{}\n",
+            json!({"event.id": "resent-1", "@timestamp": days_ago(n, 12), "message": "resent"})
+        );
+        assert_eq!(ingest(&d.base, "r", Some(ADMIN), body.as_bytes(), None).unwrap().0, 200);
+    }
+    assert_eq!(
+        ingest(&d.base, "r", Some(ADMIN), b"{\"message\":\"marker\"}\n", None)
+            .unwrap()
+            .0,
+        200
+    );
+    wait_total(&d.base, "marker", 1);
+    let (_, found) = search(&d.base, ADMIN, json!({"query": "event.id:resent-1"}));
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["hits"][0]["@timestamp"], days_ago(1, 12).as_str());
+}

@@ -37,7 +37,11 @@ pub fn to_document(schema: &EventSchema, event: &Event, source: &[u8]) -> Tantiv
     doc.add_u64(schema.id_hash, id_hash(id));
     if let (Some(field), false) = (schema.dedup_key, event.id_assigned()) {
         let dataset = event.get_str(fields::DATASET).unwrap_or_default();
-        doc.add_text(field, dedup_key(dataset, id));
+        let key = dedup_key(dataset, id);
+        if let Some(hash) = schema.dedup_hash {
+            doc.add_u64(hash, id_hash(&key));
+        }
+        doc.add_text(field, key);
     }
     doc.add_bytes(schema.source, source);
     doc

@@ -43,9 +43,13 @@ use tantivy::{IndexWriter, TantivyDocument, Term};
 use time::{Date, OffsetDateTime};
 use wal::{Consumer, Durable, Lsn};
 
+use crate::dedup::DedupWindow;
 use crate::doc::{event_time, to_document};
 use crate::partition::{commit_payload, utc_day, Partition, Store};
 use crate::schema::dedup_key;
+
+/// Keys whose earlier copy is to be deleted, by the day it is in.
+type Deletes = HashMap<Date, Vec<String>>;
 use crate::{IndexError, IndexMetrics};
 
 /// How the indexer writes and commits.
@@ -72,6 +76,10 @@ pub struct IndexerConfig {
     pub max_retries: u32,
     /// Wait before the first retry; doubled for each next one.
     pub retry_backoff: Duration,
+    /// Hours of ingest within which an event resent with the same
+    /// `(event.dataset, event.id)` replaces its earlier copy in another
+    /// day's partition too; 0 deduplicates within a partition only.
+    pub dedup_window_hours: u32,
 }
 
 impl Default for IndexerConfig {
@@ -86,6 +94,7 @@ impl Default for IndexerConfig {
             merge_fan_in: 16,
             max_retries: 5,
             retry_backoff: Duration::from_millis(500),
+            dedup_window_hours: 24,
         }
     }
 }
@@ -138,7 +147,9 @@ impl Indexer {
         let checkpoint = store.checkpoint()?;
         let health = Arc::new(IndexHealth::default());
         health.checkpoint.store(checkpoint, std::sync::atomic::Ordering::SeqCst);
+        let dedup = DedupWindow::new(config.dedup_window_hours);
         let worker = Worker {
+            dedup,
             checkpoint,
             store,
             config,
@@ -201,9 +212,10 @@ struct Worker {
     health: Arc<IndexHealth>,
     writers: HashMap<Date, OpenWriter>,
     checkpoint: u64,
-    /// Batches added since the last checkpoint, in LSN order: what a retry
-    /// adds again.
-    uncommitted: Vec<Durable>,
+    /// Batches added since the last checkpoint, in LSN order, with the
+    /// deletes planned for them: what a retry adds again.
+    uncommitted: Vec<(Durable, Deletes)>,
+    dedup: DedupWindow,
     oldest_pending: Option<Instant>,
     last_retention: Option<Instant>,
 }
@@ -212,6 +224,8 @@ impl Worker {
     fn run(mut self, rx: Receiver<Durable>) {
         self.apply_retention();
         self.refresh_gauges();
+        self.dedup.rebuild(&self.store, OffsetDateTime::now_utc());
+        tracing::info!(keys = self.dedup.len(), "dedup window rebuilt");
         let mut next_commit = Instant::now() + self.config.commit_interval;
         loop {
             if self.health.failure().is_some() {
@@ -225,8 +239,9 @@ impl Worker {
             let wait = next_commit.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(batch) => {
-                    let added = self.add(&batch);
-                    self.uncommitted.push(batch);
+                    let deletes = self.plan(&batch);
+                    let added = self.add(&batch, &deletes);
+                    self.uncommitted.push((batch, deletes));
                     self.oldest_pending.get_or_insert_with(Instant::now);
                     if let Err(e) = added {
                         self.metrics.index_failures.inc();
@@ -247,6 +262,7 @@ impl Worker {
                 {
                     self.apply_retention();
                 }
+                self.dedup.expire(OffsetDateTime::now_utc());
                 next_commit = Instant::now() + self.config.commit_interval;
             }
         }
@@ -276,7 +292,7 @@ impl Worker {
             std::thread::sleep(backoff);
             backoff = backoff.saturating_mul(2);
             let batches = std::mem::take(&mut self.uncommitted);
-            let readded = batches.iter().try_for_each(|b| self.add(b));
+            let readded = batches.iter().try_for_each(|(b, d)| self.add(b, d));
             self.uncommitted = batches;
             match readded.and_then(|()| self.commit()) {
                 Ok(()) => {
@@ -296,12 +312,43 @@ impl Worker {
         self.writers.clear();
     }
 
-    fn add(&mut self, batch: &Durable) -> Result<(), IndexError> {
+    /// Plans the deletes of earlier copies in other days' partitions that
+    /// `batch` needs, and records its keys in the dedup window. Done once per
+    /// batch: a retry reuses the plan, since the window has moved on.
+    fn plan(&mut self, batch: &Durable) -> Deletes {
+        let mut deletes = Deletes::new();
+        let now = OffsetDateTime::now_utc();
+        for event in &batch.batch.events {
+            if event.id_assigned() {
+                continue;
+            }
+            let Some(id) = event.get_str(fields::ID) else {
+                continue;
+            };
+            let key = dedup_key(event.get_str(fields::DATASET).unwrap_or_default(), id);
+            let hash = DedupWindow::hash(&key);
+            let day = utc_day(event_time(event).unwrap_or(now));
+            if let Some(before) = self.dedup.get(hash).filter(|d| *d != day) {
+                deletes.entry(before).or_default().push(key);
+            }
+            let ingested = event
+                .get(fields::INGESTED)
+                .and_then(schemas::time::parse_value)
+                .unwrap_or(now);
+            self.dedup.insert(hash, day, ingested);
+        }
+        deletes
+    }
+
+    fn add(&mut self, batch: &Durable, deletes: &Deletes) -> Result<(), IndexError> {
         let now = OffsetDateTime::now_utc();
         let mut by_day: HashMap<Date, Vec<usize>> = HashMap::new();
         for (i, event) in batch.batch.events.iter().enumerate() {
             let day = utc_day(event_time(event).unwrap_or(now));
             by_day.entry(day).or_default().push(i);
+        }
+        for day in deletes.keys() {
+            by_day.entry(*day).or_default();
         }
         // Days with an open writer first: once a writer must be opened, no
         // open writer waits for more of this batch, so any may be closed.
@@ -316,6 +363,13 @@ impl Worker {
             let count = events.len() as u64;
             let w = self.writer(day, partition, batch.end.0)?;
             let schema = w.partition.schema.clone();
+            if let (Some(field), Some(keys)) = (schema.dedup_key, deletes.get(&day)) {
+                // Earlier copies of events this batch puts in other days.
+                for key in keys {
+                    w.writer.delete_term(Term::from_field_text(field, key));
+                }
+                w.dirty = true;
+            }
             for i in events {
                 let event = &batch.batch.events[i];
                 if !event.id_assigned() {
@@ -409,7 +463,7 @@ impl Worker {
 
     /// The end of the last batch added, if any was since the checkpoint.
     fn pending_end(&self) -> Option<u64> {
-        self.uncommitted.last().map(|b| b.end.0)
+        self.uncommitted.last().map(|(b, _)| b.end.0)
     }
 
     fn commit(&mut self) -> Result<(), IndexError> {

@@ -18,6 +18,7 @@
 //! assert_eq!(store.checkpoint().unwrap(), 0);
 //! ```
 
+pub mod dedup;
 pub mod doc;
 pub mod indexer;
 mod metrics;

@@ -23,6 +23,9 @@ pub const ID_HASH: &str = "_id_hash";
 /// Name of the deduplication key of events whose sender chose `event.id`:
 /// `event.dataset`, a unit separator, `event.id`, exact (not lowercased).
 pub const DEDUP_KEY: &str = "_dedup_key";
+/// Name of the 64-bit hash of `_dedup_key` (a fast column), read back to
+/// rebuild the cross-partition dedup window at start.
+pub const DEDUP_HASH: &str = "_dedup_hash";
 
 /// A catalog field as indexed.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +59,8 @@ pub struct EventSchema {
     /// `_dedup_key`; absent in partitions made before it existed, which
     /// deduplicate on the lowercased `event.id` alone.
     pub dedup_key: Option<Field>,
+    /// `_dedup_hash`; absent in partitions made before it existed.
+    pub dedup_hash: Option<Field>,
 }
 
 /// The deduplication key of an event whose sender chose its id: scoped to
@@ -134,6 +139,7 @@ impl EventSchema {
                     .set_index_option(IndexRecordOption::Basic),
             ),
         );
+        b.add_u64_field(DEDUP_HASH, FAST);
         EventSchema::from_schema(b.build(), catalog)
             .expect("a schema built from the catalog has Tripline's fields: checked by a unit test")
     }
@@ -187,6 +193,7 @@ impl EventSchema {
             dynamic: schema.get_field(DYNAMIC).ok()?,
             id_hash: schema.get_field(ID_HASH).ok()?,
             dedup_key: schema.get_field(DEDUP_KEY).ok(),
+            dedup_hash: schema.get_field(DEDUP_HASH).ok(),
             schema,
             catalog,
             fields,

@@ -350,3 +350,45 @@ fn a_partition_that_cannot_be_opened_is_quarantined_not_fatal() {
     assert!(store.quarantined()[0].starts_with(dir.path().join("quarantine")));
     assert_eq!(docs(&store), 1, "the good partition is still there");
 }
+
+/// M11: dedup held inside one day's partition only: an event resent with
+/// another time (or, without one, after midnight) was stored twice.
+#[test]
+fn a_client_id_resent_on_another_day_replaces_the_earlier_copy_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let now = schemas::time::format(time::OffsetDateTime::now_utc());
+    let sent = |dataset: &str, day: &str| {
+        let mut e = Event::from_json(json!({"event.id": "k1", "event.dataset": dataset, "event.ingested": now, "@timestamp": format!("{day}T10:00:00Z"), "message": "m"})).unwrap();
+        e.set_id_assigned(false);
+        e
+    };
+    let batches = vec![
+        batch(0, 5, vec![sent("payments", "2026-11-04")]),
+        batch(5, 10, vec![sent("payments", "2026-11-05")]),
+        batch(10, 15, vec![sent("web", "2026-11-03")]),
+    ];
+    assert_eq!(index_batches(&store, failing(0), batches), None);
+    assert_eq!(docs(&store), 2, "payments/k1 once (on 11-05), web/k1 once");
+    drop(store);
+    // The window is rebuilt from the partitions at start.
+    let store = open(dir.path());
+    assert_eq!(
+        index_batches(
+            &store,
+            failing(0),
+            vec![batch(15, 20, vec![sent("payments", "2026-11-06")])]
+        ),
+        None
+    );
+    assert_eq!(docs(&store), 2);
+    let days: Vec<(String, u64)> = store
+        .all()
+        .iter()
+        .map(|p| (p.day.to_string(), p.searcher().num_docs()))
+        .collect();
+    assert!(
+        days.contains(&("2026-11-06".to_string(), 1)) && days.contains(&("2026-11-03".to_string(), 1)),
+        "{days:?}"
+    );
+}
