@@ -290,6 +290,17 @@ mod tests {
         assert_eq!(c.index.retention_days, 30);
     }
 
+    /// The README's configuration block is the defaults, and parses.
+    #[test]
+    fn the_readme_config_block_is_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\ndata_dir").expect("README has the config block") + "```toml\n".len();
+        let len = readme[start..].find("```").expect("the block ends");
+        let parsed = Config::parse(&readme[start..start + len]).unwrap();
+        parsed.validate().unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+
     #[test]
     fn unknown_keys_are_named() {
         let err = format!("{:#}", Config::parse("[index]\nretention = 5\n").unwrap_err());
