@@ -69,17 +69,20 @@ pub struct IngestSection {
     pub max_future_days: u32,
 }
 
+/// The defaults live with the stages they configure; these sections only
+/// name them for `tripline.toml`.
 impl Default for IngestSection {
     fn default() -> IngestSection {
+        let d = ingest::IngestConfig::default();
         IngestSection {
-            max_body_bytes: 64 << 20,
-            max_line_bytes: 1 << 20,
-            max_json_depth: 64,
-            max_concurrent_requests: 8,
-            max_events_per_request: 100_000,
-            max_batch_bytes: 256 << 20,
+            max_body_bytes: d.max_body_bytes,
+            max_line_bytes: d.limits.max_line_bytes,
+            max_json_depth: d.limits.max_depth,
+            max_concurrent_requests: d.max_concurrent_requests,
+            max_events_per_request: d.max_events_per_request,
+            max_batch_bytes: d.max_batch_bytes,
             max_event_age_days: None,
-            max_future_days: 2,
+            max_future_days: u32::try_from(d.time_window.max_future.as_secs() / 86_400).unwrap_or(u32::MAX),
         }
     }
 }
@@ -99,9 +102,10 @@ pub struct WalSection {
 
 impl Default for WalSection {
     fn default() -> WalSection {
+        let d = wal::WalConfig::new("");
         WalSection {
-            segment_bytes: 64 << 20,
-            queue_depth: 1024,
+            segment_bytes: d.segment_bytes,
+            queue_depth: d.queue_depth,
             max_unindexed_bytes: 1 << 30,
         }
     }
@@ -136,16 +140,18 @@ pub struct IndexSection {
 
 impl Default for IndexSection {
     fn default() -> IndexSection {
+        let d = index::IndexerConfig::default();
+        let millis = |t: std::time::Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
         IndexSection {
-            commit_interval_ms: 1000,
-            retention_days: 30,
-            writer_memory_mb: 128,
-            writer_threads: 2,
-            max_open_writers: 4,
-            merge_fan_in: 16,
-            max_retries: 5,
-            retry_backoff_ms: 500,
-            dedup_window_hours: 24,
+            commit_interval_ms: millis(d.commit_interval),
+            retention_days: d.retention_days,
+            writer_memory_mb: d.writer_memory_bytes >> 20,
+            writer_threads: d.writer_threads,
+            max_open_writers: d.max_open_writers,
+            merge_fan_in: d.merge_fan_in,
+            max_retries: d.max_retries,
+            retry_backoff_ms: millis(d.retry_backoff),
+            dedup_window_hours: d.dedup_window_hours,
         }
     }
 }

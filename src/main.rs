@@ -1,11 +1,6 @@
 //! `tripline`: the daemon (`serve`) and its command-line client (`query`).
 
-mod api;
-mod auth;
-mod cli;
-mod config;
-mod daemon;
-mod http;
+use tripline::{cli, config, daemon};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

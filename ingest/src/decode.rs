@@ -82,15 +82,25 @@ pub fn decode(encoding: Encoding, body: &[u8], limit: usize) -> Result<Vec<u8>, 
             other => other,
         },
         Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| IngestError::BadEncoding {
+            let bad = |e: std::io::Error| IngestError::BadEncoding {
                 encoding: "zstd",
                 offset: 0,
                 reason: e.to_string(),
-            })?;
+            };
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(bad)?;
+            // The frame header chooses the window (up to 128 MiB by default):
+            // none larger than the output may be is worth its memory.
+            decoder.window_log_max(window_log(limit)).map_err(bad)?;
             let size = zstd::zstd_safe::get_frame_content_size(body).ok().flatten();
             read_limited(encoding, decoder, limit, body.len(), size)
         }
     }
+}
+
+/// The smallest zstd window log covering `limit` bytes, within what zstd
+/// accepts (1 KiB to 128 MiB).
+fn window_log(limit: usize) -> u32 {
+    (usize::BITS - limit.saturating_sub(1).leading_zeros()).clamp(10, 27)
 }
 
 /// `size` is the decompressed size the stream's header or trailer claims: a
@@ -132,6 +142,25 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    /// L14: the zstd window came from the frame header, up to 128 MiB, outside
+    /// the body limit.
+    #[test]
+    fn a_zstd_window_larger_than_the_limit_is_refused() {
+        assert_eq!(window_log(1 << 20), 20);
+        assert_eq!(window_log(64 << 20), 26);
+        assert_eq!(window_log(1), 10);
+        // A small body whose header asks for an 8 MiB window (streamed, so
+        // the content size is not there to shrink it).
+        let data: Vec<u8> = (0..32u32 << 10).map(|i| (i % 251) as u8).collect();
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        enc.window_log(23).unwrap();
+        std::io::Write::write_all(&mut enc, &data).unwrap();
+        let body = enc.finish().unwrap();
+        assert_eq!(decode(Encoding::Zstd, &body, 16 << 20).unwrap(), data);
+        let refused = decode(Encoding::Zstd, &body, 64 << 10);
+        assert!(matches!(refused, Err(IngestError::BadEncoding { .. })), "{refused:?}");
     }
 
     #[test]

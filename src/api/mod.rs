@@ -199,8 +199,25 @@ async fn ingest(
     }
     let admission = ingestor.admit().await?;
     let body = read_body(request, state.limits.max_body_bytes, state.limits.body_read_timeout).await?;
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let encoding = content_encoding(&headers)?;
     Ok(Json(ingestor.ingest(admission, source, encoding, body).await?))
+}
+
+/// The one `Content-Encoding` of a request. Several, or one that is not
+/// visible ASCII, are refused (415): read as absent, a compressed body would
+/// be stored as garbage lines.
+fn content_encoding(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ingest::IngestError::UnsupportedEncoding("(not visible ASCII)".into()).into()),
+        (Some(_), Some(_)) => {
+            Err(ingest::IngestError::UnsupportedEncoding("(several content-encoding headers)".into()).into())
+        }
+    }
 }
 
 /// A search as the API takes it (JSON body or query string).
