@@ -4,6 +4,8 @@
 //!   fleet produces (HTTP access logs, authentication, CloudTrail records,
 //!   host syslog), about 400 bytes a JSON event.
 //! - [`stats`]: percentiles and peak RSS.
+//! - [`daemon`]: the start-up handshake of `tripline serve`, for every tool
+//!   and test that starts one.
 //!
 //! The binaries: `tripline-gen` (write a corpus), `tripline-load` (drive a
 //! daemon over HTTP), `tripline-ceiling` (the same documents straight into
@@ -18,5 +20,6 @@
 //! assert_eq!(a.next_json(), b.next_json());
 //! ```
 
+pub mod daemon;
 pub mod gen;
 pub mod stats;

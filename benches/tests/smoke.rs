@@ -71,20 +71,16 @@ fn report_of(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Starts the daemon of this workspace (building it when `cargo test` did
-/// not) on port 0; returns it and its base URL.
+/// Starts the daemon of this workspace (`cargo test --workspace` builds it)
+/// on port 0; returns it and its base URL.
 fn start_daemon(data: &std::path::Path, token: &str) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_tripline-load"))
         .with_file_name(format!("tripline{}", std::env::consts::EXE_SUFFIX));
-    if !exe.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "tripline", "--bin", "tripline", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    assert!(
+        exe.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace) or build it first",
+        exe.display()
+    );
     let mut child = Command::new(&exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -93,17 +89,9 @@ fn start_daemon(data: &std::path::Path, token: &str) -> (std::process::Child, St
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut base = None;
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("tripline listening on ") {
-            base = Some(a.trim().to_string());
-        }
-        if line.trim() == "tripline ready" {
-            break;
-        }
-    }
-    (child, base.expect("the daemon printed its address"))
+    let stdout = child.stdout.take().unwrap();
+    let base = bench::daemon::wait_ready(stdout, std::time::Duration::from_secs(120)).unwrap();
+    (child, base)
 }
 
 #[test]

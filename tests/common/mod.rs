@@ -1,10 +1,9 @@
 //! Boots the real `tripline` binary on port 0 and talks to it over HTTP.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -44,30 +43,13 @@ impl Daemon {
             .spawn()
             .expect("spawn tripline");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
+        let base = bench::daemon::wait_ready(stdout, Duration::from_secs(120)).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+            panic!("{e}; log:\n{log}")
         });
-        let mut base = None;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
-                panic!("daemon did not become ready; log:\n{log}")
-            });
-            if let Some(addr) = line.strip_prefix("tripline listening on ") {
-                base = Some(addr.trim().to_string());
-            }
-            if line.trim() == "tripline ready" {
-                break;
-            }
-        }
         Daemon {
             child,
-            base: base.expect("address printed before ready"),
+            base,
             data: data.to_path_buf(),
         }
     }

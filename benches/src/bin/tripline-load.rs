@@ -80,17 +80,7 @@ fn spawn(bin: &PathBuf, config: Option<&PathBuf>) -> anyhow::Result<(Spawned, St
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let stdout = child.stdout.take().context("daemon stdout")?;
-    let mut base = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(a) = line.strip_prefix("tripline listening on ") {
-            base = Some(a.trim().to_string());
-        }
-        if line.trim() == "tripline ready" {
-            break;
-        }
-    }
-    let base = base.context("the daemon did not print its address")?;
+    let base = bench::daemon::wait_ready(stdout, std::time::Duration::from_secs(600))?;
     Ok((Spawned { child, data }, base))
 }
 

@@ -1,0 +1,62 @@
+//! The start-up handshake of `tripline serve`, read in one place by the
+//! end-to-end tests, the smoke test and `tripline-load`.
+//!
+//! The daemon prints two lines on stdout (`src/daemon.rs`): [`LISTENING`]
+//! and its base URL once the socket is bound (health answers from then on),
+//! then [`READY`] once the WAL is replayed and ingest is open.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Printed with the base URL once the socket is bound.
+pub const LISTENING: &str = "tripline listening on ";
+/// Printed once the WAL is replayed and ingest is open.
+pub const READY: &str = "tripline ready";
+
+/// Reads a starting daemon's stdout until it says it is ready, for at most
+/// `timeout`; returns its base URL (`http://127.0.0.1:PORT`). The rest of
+/// stdout is drained on a thread, so the daemon never blocks on a full pipe.
+pub fn wait_ready(stdout: impl Read + Send + 'static, timeout: Duration) -> std::io::Result<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut base = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).map_err(|e| {
+            let why = match e {
+                mpsc::RecvTimeoutError::Timeout => "did not become ready in time",
+                mpsc::RecvTimeoutError::Disconnected => "exited before it was ready",
+            };
+            std::io::Error::other(format!("the daemon {why}"))
+        })?;
+        if let Some(addr) = line.strip_prefix(LISTENING) {
+            base = Some(addr.trim().to_string());
+        }
+        if line.trim() == READY {
+            return base.ok_or_else(|| std::io::Error::other("the daemon was ready before it printed its address"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_handshake_gives_the_address_once_ready() {
+        let out = format!("admin token written to x\n{LISTENING}http://127.0.0.1:9\n{READY}\nmore\n");
+        assert_eq!(
+            wait_ready(std::io::Cursor::new(out.into_bytes()), Duration::from_secs(5)).unwrap(),
+            "http://127.0.0.1:9"
+        );
+        let early_exit = format!("{LISTENING}http://127.0.0.1:9\n");
+        assert!(wait_ready(std::io::Cursor::new(early_exit.into_bytes()), Duration::from_secs(5)).is_err());
+    }
+}
