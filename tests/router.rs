@@ -31,6 +31,10 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
+        Node::with(IndexerConfig::default(), 1 << 30)
+    }
+
+    fn with(indexer_config: IndexerConfig, max_unindexed_bytes: u64) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let store =
             Arc::new(Store::open(&dir.path().join("index"), EventSchema::new(schemas::Catalog::builtin())).unwrap());
@@ -38,7 +42,7 @@ impl Node {
         let consumer = Consumer::new("index", Lsn(0));
         let indexer = Indexer::spawn(
             store.clone(),
-            IndexerConfig::default(),
+            indexer_config,
             rx,
             IndexMetrics::default(),
             consumer.clone(),
@@ -73,7 +77,7 @@ impl Node {
                 max_body_bytes: 1 << 20,
                 body_read_timeout: Duration::from_secs(5),
                 search_timeout: Duration::from_secs(5),
-                max_unindexed_bytes: 1 << 30,
+                max_unindexed_bytes,
             },
             ready: Arc::new(AtomicBool::new(true)),
         };
@@ -172,4 +176,25 @@ async fn readyz_answers_json_naming_each_part() {
     assert_eq!(body["wal"], "ok");
     assert_eq!(body["index"], "ok");
     assert_eq!(body["wal_damage"], Value::Null);
+}
+
+/// M6: nothing bounded how far the WAL could run ahead of the indexer, so a
+/// stalled indexer let the log fill the disk.
+#[tokio::test]
+async fn ingest_answers_429_while_indexing_lags_the_log_past_the_limit() {
+    let never_commits = IndexerConfig {
+        commit_interval: Duration::from_secs(3600),
+        ..IndexerConfig::default()
+    };
+    let node = Node::with(never_commits, 100);
+    let (status, body) = node
+        .send(ingest().body(Body::from("{\"message\":\"first\"}\n")).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = router(node.state.clone())
+        .oneshot(ingest().body(Body::from("{}\n")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "5");
 }

@@ -138,7 +138,7 @@ fn typed_clause(
     match ty {
         FieldType::Keyword => match pattern {
             Some(p) => regex(p, field),
-            None => Ok(term_query(Term::from_field_text(field, &text.to_lowercase()))),
+            None => Ok(term_query(Term::from_field_text(field, &lowercase(text)))),
         },
         FieldType::Ip if text.contains('/') => {
             let (lo, hi) = cidr(text).ok_or_else(|| bad_value(name, text, "an IP network such as 10.0.0.0/8"))?;
@@ -174,6 +174,13 @@ fn typed_clause(
     }
 }
 
+/// Lowercases as tantivy's `LowerCaser` does at indexing, one char at a
+/// time. `str::to_lowercase` applies the final-sigma rule, so a keyword
+/// ending in `Σ` was indexed as `σ` but searched as `ς` and never found (L9).
+pub fn lowercase(text: &str) -> String {
+    text.chars().flat_map(char::to_lowercase).collect()
+}
+
 fn is_day(s: &str) -> bool {
     s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-'
 }
@@ -194,7 +201,7 @@ fn bad_value(name: &str, text: &str, want: &str) -> QueryError {
 /// A term of the field's type from the text of a query.
 fn parse_typed(name: &str, field: Field, ty: FieldType, text: &str) -> Result<Term, QueryError> {
     match ty {
-        FieldType::Keyword | FieldType::Text => Ok(Term::from_field_text(field, &text.to_lowercase())),
+        FieldType::Keyword | FieldType::Text => Ok(Term::from_field_text(field, &lowercase(text))),
         FieldType::Long => text
             .parse::<i64>()
             .map(|v| Term::from_field_i64(field, v))
@@ -246,8 +253,8 @@ fn range_query(
         FieldType::Keyword => {
             let conv = |b: &Bound<String>| -> Bound<Term> {
                 match b {
-                    Bound::Included(v) => Bound::Included(Term::from_field_text(field, &v.to_lowercase())),
-                    Bound::Excluded(v) => Bound::Excluded(Term::from_field_text(field, &v.to_lowercase())),
+                    Bound::Included(v) => Bound::Included(Term::from_field_text(field, &lowercase(v))),
+                    Bound::Excluded(v) => Bound::Excluded(Term::from_field_text(field, &lowercase(v))),
                     Bound::Unbounded => Bound::Unbounded,
                 }
             };
@@ -301,7 +308,7 @@ pub fn cidr(text: &str) -> Option<(Ipv6Addr, Ipv6Addr)> {
 fn dynamic_clause(dynamic: Field, path: &str, value: &Value) -> Result<Box<dyn Query>, QueryError> {
     let str_term = |text: &str| {
         let mut t = Term::from_field_json_path(dynamic, path, true);
-        t.append_type_and_str(&text.to_lowercase());
+        t.append_type_and_str(&lowercase(text));
         t
     };
     let prefix_pattern = || {
@@ -391,5 +398,11 @@ mod tests {
         );
         let last = crate::lang::parse("@timestamp:9999-12-31").unwrap();
         assert!(compile(&last, &schema).is_err());
+    }
+
+    #[test]
+    fn queries_lowercase_as_the_index_does() {
+        assert_eq!(lowercase("ΟΔΟΣ"), "οδοσ");
+        assert_ne!("ΟΔΟΣ".to_lowercase(), lowercase("ΟΔΟΣ"), "str::to_lowercase ends in ς");
     }
 }
