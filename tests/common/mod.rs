@@ -162,6 +162,23 @@ pub fn all_ids(base: &str, query: &str, page: usize) -> Vec<String> {
     }
 }
 
+/// Waits until everything acknowledged so far is searchable: commits follow
+/// the log's order (replayed records first), so once a marker sent now is
+/// searchable, so is every record before it. No sleep can promise that.
+pub fn wait_committed(base: &str) {
+    let marker = format!("marker-{}", uuid_like());
+    let body = format!("{{\"message\":\"{marker}\"}}\n");
+    let (status, report) = ingest(base, "marker", Some(ADMIN), body.as_bytes(), None).unwrap();
+    assert_eq!(status, 200, "{report}");
+    wait_total(base, &format!("event.dataset:marker AND \"{marker}\""), 1);
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// `HH:00:00Z` on the day `n` days before today, RFC 3339.
 pub fn days_ago(n: i64, hour: u8) -> String {
     let day = (time::OffsetDateTime::now_utc() - time::Duration::days(n)).date();
