@@ -41,7 +41,7 @@ use schemas::fields;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 use time::{Date, OffsetDateTime};
-use wal::{Consumer, Durable, Lsn};
+use wal::{Batch, Consumer, Durable, Lsn};
 
 use crate::dedup::DedupWindow;
 use crate::doc::{event_time, to_document};
@@ -50,6 +50,14 @@ use crate::schema::dedup_key;
 
 /// Keys whose earlier copy is to be deleted, by the day it is in.
 type Deletes = HashMap<Date, Vec<String>>;
+
+/// A batch added since the last checkpoint.
+struct Pending {
+    start: Lsn,
+    end: Lsn,
+    payload: Vec<u8>,
+    deletes: Deletes,
+}
 use crate::{IndexError, IndexMetrics};
 
 /// How the indexer writes and commits.
@@ -213,8 +221,10 @@ struct Worker {
     writers: HashMap<Date, OpenWriter>,
     checkpoint: u64,
     /// Batches added since the last checkpoint, in LSN order, with the
-    /// deletes planned for them: what a retry adds again.
-    uncommitted: Vec<(Durable, Deletes)>,
+    /// deletes planned for them: what a retry adds again. Kept as their
+    /// payload only (a retry parses it again), a fraction of the events'
+    /// memory.
+    uncommitted: Vec<Pending>,
     dedup: DedupWindow,
     oldest_pending: Option<Instant>,
     last_retention: Option<Instant>,
@@ -241,7 +251,12 @@ impl Worker {
                 Ok(batch) => {
                     let deletes = self.plan(&batch);
                     let added = self.add(&batch, &deletes);
-                    self.uncommitted.push((batch, deletes));
+                    self.uncommitted.push(Pending {
+                        start: batch.start,
+                        end: batch.end,
+                        payload: batch.batch.into_payload(),
+                        deletes,
+                    });
                     self.oldest_pending.get_or_insert_with(Instant::now);
                     if let Err(e) = added {
                         self.metrics.index_failures.inc();
@@ -291,9 +306,16 @@ impl Worker {
             self.drop_writers();
             std::thread::sleep(backoff);
             backoff = backoff.saturating_mul(2);
-            let batches = std::mem::take(&mut self.uncommitted);
-            let readded = batches.iter().try_for_each(|(b, d)| self.add(b, d));
-            self.uncommitted = batches;
+            let pending = std::mem::take(&mut self.uncommitted);
+            let readded = pending.iter().try_for_each(|p| {
+                let batch = Durable {
+                    start: p.start,
+                    end: p.end,
+                    batch: Batch::decode(p.payload.clone(), std::path::Path::new("retry"), 0),
+                };
+                self.add(&batch, &p.deletes)
+            });
+            self.uncommitted = pending;
             match readded.and_then(|()| self.commit()) {
                 Ok(()) => {
                     tracing::info!(attempt, "indexing recovered");
@@ -432,19 +454,19 @@ impl Worker {
         Ok(self.writers.get_mut(&day).expect("inserted above when absent"))
     }
 
-    /// Commits one writer's documents (if any) with payload `lsn`.
-    fn commit_writer(w: &mut OpenWriter, lsn: u64) -> Result<(), IndexError> {
+    /// Commits one writer's documents (if any) with payload `lsn`; true if
+    /// it did. The caller publishes the partition ([`Store::publish`]).
+    fn commit_writer(w: &mut OpenWriter, lsn: u64) -> Result<bool, IndexError> {
         if !w.dirty {
-            return Ok(());
+            return Ok(false);
         }
         let day = w.partition.day;
         let mut prepared = w.writer.prepare_commit().map_err(|e| IndexError::tantivy(day, e))?;
         prepared.set_payload(&commit_payload(lsn));
         prepared.commit().map_err(|e| IndexError::tantivy(day, e))?;
         w.partition.set_committed_lsn(lsn);
-        w.partition.reload()?;
         w.dirty = false;
-        Ok(())
+        Ok(true)
     }
 
     /// Commits a writer at `lsn` and closes it. On a failed commit the
@@ -454,7 +476,9 @@ impl Worker {
         let Some(mut w) = self.writers.remove(&day) else {
             return Ok(());
         };
-        Self::commit_writer(&mut w, lsn)?;
+        if Self::commit_writer(&mut w, lsn)? {
+            self.store.publish([&w.partition])?;
+        }
         if let Err(e) = w.writer.wait_merging_threads() {
             tracing::warn!(partition = %day, error = %e, "merge did not finish while closing a writer");
         }
@@ -463,7 +487,7 @@ impl Worker {
 
     /// The end of the last batch added, if any was since the checkpoint.
     fn pending_end(&self) -> Option<u64> {
-        self.uncommitted.last().map(|(b, _)| b.end.0)
+        self.uncommitted.last().map(|p| p.end.0)
     }
 
     fn commit(&mut self) -> Result<(), IndexError> {
@@ -475,8 +499,23 @@ impl Worker {
             return Ok(());
         }
         let began = Instant::now();
+        let mut committed = Vec::new();
+        let mut failed = None;
         for w in self.writers.values_mut() {
-            Self::commit_writer(w, lsn)?;
+            match Self::commit_writer(w, lsn) {
+                Ok(true) => committed.push(w.partition.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // What did commit becomes visible at once, even if another writer
+        // failed: a search sees this round in every partition or in none.
+        self.store.publish(&committed)?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.store.write_checkpoint(lsn)?;
         self.checkpoint = lsn;

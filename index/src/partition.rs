@@ -143,6 +143,10 @@ pub struct Store {
     schema: Arc<EventSchema>,
     partitions: RwLock<BTreeMap<Date, Arc<Partition>>>,
     quarantined: Vec<PathBuf>,
+    /// Held (write) while a commit round's partitions are made visible, and
+    /// (read) while a search takes its searchers: a search sees a commit
+    /// round in every partition or in none.
+    visibility: RwLock<()>,
 }
 
 /// Folder, under the index root, of partitions that could not be opened.
@@ -196,6 +200,7 @@ impl Store {
             schema: Arc::new(schema),
             partitions: RwLock::new(partitions),
             quarantined,
+            visibility: RwLock::new(()),
         })
     }
 
@@ -235,6 +240,33 @@ impl Store {
             return Vec::new();
         }
         self.read().range(lo..=hi).rev().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// The partitions that may hold events in `[start, end]`, newest first,
+    /// each with a searcher, all taken between two commit rounds.
+    pub fn snapshot(
+        &self,
+        start: Option<OffsetDateTime>,
+        end: Option<OffsetDateTime>,
+    ) -> Vec<(Arc<Partition>, Searcher)> {
+        let _visible = self.visibility.read().unwrap_or_else(|p| p.into_inner());
+        self.partitions_between(start, end)
+            .into_iter()
+            .map(|p| {
+                let s = p.searcher();
+                (p, s)
+            })
+            .collect()
+    }
+
+    /// Makes the last commit of each of `partitions` visible to searches at
+    /// once (see [`Store::snapshot`]).
+    pub fn publish<'a>(&self, partitions: impl IntoIterator<Item = &'a Arc<Partition>>) -> Result<(), IndexError> {
+        let _visible = self.visibility.write().unwrap_or_else(|p| p.into_inner());
+        for p in partitions {
+            p.reload()?;
+        }
+        Ok(())
     }
 
     /// Every partition, oldest first.

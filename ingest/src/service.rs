@@ -23,7 +23,7 @@ pub struct IngestConfig {
     pub limits: Limits,
     /// Requests decoded and parsed at once; more wait up to `queue_timeout`.
     pub max_concurrent_requests: usize,
-    /// How long a request waits for a slot before it gets 503.
+    /// How long a request waits for a slot before it gets 429 with `Retry-After`.
     pub queue_timeout: Duration,
     /// Most per-line errors listed in a response.
     pub max_reported_errors: usize,

@@ -95,7 +95,9 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
     // Compile once against the current schema so that a bad query is an
     // error even when no partition is in range.
     compile::compile(&search.expr, store.schema())?;
-    let partitions: Vec<Arc<Partition>> = store.partitions_between(search.start, search.end);
+    // One snapshot: every partition as of the same commit round.
+    let (partitions, snapshot): (Vec<Arc<Partition>>, Vec<tantivy::Searcher>) =
+        store.snapshot(search.start, search.end).into_iter().unzip();
     let mut searchers = Vec::with_capacity(partitions.len());
     let timeout = || QueryError::Timeout {
         seconds: search
@@ -126,7 +128,7 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
             ));
         }
         let query = BooleanQuery::new(clauses);
-        let searcher = partition.searcher();
+        let searcher = snapshot[pi].clone();
         let fruit = searcher
             .search(
                 &query,

@@ -137,6 +137,12 @@ impl Batch {
         &self.payload
     }
 
+    /// The record payload, the events dropped ([`Batch::decode`] reads them
+    /// back).
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.events.len()
