@@ -197,6 +197,9 @@ pub struct HttpSection {
     pub header_read_timeout_secs: u64,
     /// Seconds to receive a whole request body.
     pub body_read_timeout_secs: u64,
+    /// Failed authentications one client address may make in a minute;
+    /// past that it gets 429 until the minute is over. 0: no limit.
+    pub max_auth_failures_per_minute: u32,
 }
 
 impl Default for HttpSection {
@@ -205,6 +208,7 @@ impl Default for HttpSection {
             max_connections: 512,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
+            max_auth_failures_per_minute: 30,
         }
     }
 }

@@ -86,6 +86,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         store: store.clone(),
         index_health: indexer.health(),
         tokens: Arc::new(tokens),
+        auth_throttle: Arc::new(api::AuthThrottle::new(
+            config.http.max_auth_failures_per_minute,
+            secs(60),
+        )),
         registry: Arc::new(registry),
         metrics_public: config.metrics.public,
         search_permits: Arc::new(Semaphore::new(config.search.max_concurrent.max(1))),

@@ -401,3 +401,21 @@ fn an_event_resent_with_another_day_is_stored_once() {
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["hits"][0]["@timestamp"], days_ago(1, 12).as_str());
 }
+
+/// L1: failed authentications were not limited: a weak admin secret could
+/// be guessed online at full speed.
+#[test]
+fn an_address_that_keeps_failing_to_authenticate_gets_429() {
+    let (_dir, d) = boot(&format!("{FAST_COMMITS}[http]\nmax_auth_failures_per_minute = 3\n"));
+    for _ in 0..3 {
+        let (status, _) = search(&d.base, "tl_guess", json!({"query": "*"}));
+        assert_eq!(status, 401);
+    }
+    let (status, body) = search(&d.base, "tl_guess", json!({"query": "*"}));
+    assert_eq!(status, 429, "{body}");
+    // The address waits out the minute, whatever token it shows now.
+    let (status, _) = search(&d.base, ADMIN, json!({"query": "*"}));
+    assert_eq!(status, 429);
+    // Health needs no token and is not throttled.
+    assert_eq!(agent().get(&d.url("/healthz")).call().unwrap().status().as_u16(), 200);
+}

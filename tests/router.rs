@@ -69,6 +69,7 @@ impl Node {
             store,
             index_health: indexer.health(),
             tokens: Arc::new(tokens),
+            auth_throttle: Arc::new(tripline::api::AuthThrottle::new(30, Duration::from_secs(60))),
             registry: Arc::new(Registry::default()),
             metrics_public: false,
             search_permits: Arc::new(Semaphore::new(2)),

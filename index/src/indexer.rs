@@ -156,8 +156,10 @@ impl Indexer {
         let health = Arc::new(IndexHealth::default());
         health.checkpoint.store(checkpoint, std::sync::atomic::Ordering::SeqCst);
         let dedup = DedupWindow::new(config.dedup_window_hours);
+        let newest_ingested = store.newest_ingested();
         let worker = Worker {
             dedup,
+            newest_ingested,
             checkpoint,
             store,
             config,
@@ -226,6 +228,9 @@ struct Worker {
     /// memory.
     uncommitted: Vec<Pending>,
     dedup: DedupWindow,
+    /// The latest ingest time of any event indexed: what retention checks
+    /// the wall clock against.
+    newest_ingested: Option<OffsetDateTime>,
     oldest_pending: Option<Instant>,
     last_retention: Option<Instant>,
 }
@@ -364,6 +369,16 @@ impl Worker {
 
     fn add(&mut self, batch: &Durable, deletes: &Deletes) -> Result<(), IndexError> {
         let now = OffsetDateTime::now_utc();
+        // Every event of a batch has the batch's ingest time.
+        if let Some(t) = batch
+            .batch
+            .events
+            .first()
+            .and_then(|e| e.get(fields::INGESTED))
+            .and_then(schemas::time::parse_value)
+        {
+            self.newest_ingested = Some(self.newest_ingested.map_or(t, |n| n.max(t)));
+        }
         let mut by_day: HashMap<Date, Vec<usize>> = HashMap::new();
         for (i, event) in batch.batch.events.iter().enumerate() {
             let day = utc_day(event_time(event).unwrap_or(now));
@@ -557,6 +572,21 @@ impl Worker {
         let Some(cutoff) = today.checked_sub(time::Duration::days(i64::from(self.config.retention_days))) else {
             return;
         };
+        // A wall clock that jumped forward (NTP, a restored VM) would expire
+        // every partition at once. If nothing was ingested since the cutoff,
+        // deleting would take everything: wait for the clock to be confirmed
+        // by new events instead (L12).
+        if let Some(newest) = self.newest_ingested {
+            if newest.date() < cutoff {
+                tracing::error!(
+                    newest_ingested = %newest,
+                    cutoff = %cutoff,
+                    "retention skipped: nothing was ingested since the retention cutoff, so it would delete every partition; check the clock"
+                );
+                self.metrics.retention_skipped.inc();
+                return;
+            }
+        }
         for p in self.store.all() {
             if p.day >= cutoff {
                 continue;

@@ -30,6 +30,8 @@ pub struct IndexMetrics {
     pub retries: Counter,
     /// Partitions that could not be opened at start, moved aside.
     pub partitions_quarantined: Counter,
+    /// Retention runs skipped because the clock is past every ingest time.
+    pub retention_skipped: Counter,
     /// Partitions deleted by retention.
     pub partitions_expired: Counter,
 }
@@ -47,6 +49,7 @@ impl Default for IndexMetrics {
             index_failures: Counter::default(),
             retries: Counter::default(),
             partitions_quarantined: Counter::default(),
+            retention_skipped: Counter::default(),
             partitions_expired: Counter::default(),
         }
     }
@@ -104,6 +107,11 @@ impl IndexMetrics {
             "tripline_index_partitions_quarantined",
             "Partitions that could not be opened at start and were moved aside",
             self.partitions_quarantined.clone(),
+        );
+        registry.register(
+            "tripline_index_retention_skipped",
+            "Retention runs skipped: the clock is past every ingest time (a clock jump?)",
+            self.retention_skipped.clone(),
         );
         registry.register(
             "tripline_index_partitions_expired",

@@ -269,6 +269,24 @@ impl Store {
         Ok(())
     }
 
+    /// The latest `event.ingested` of any document, if any has one.
+    pub fn newest_ingested(&self) -> Option<OffsetDateTime> {
+        let mut newest: Option<i64> = None;
+        for p in self.all() {
+            for segment in p.searcher().segment_readers() {
+                let Ok(column) = segment.fast_fields().date(schemas::fields::INGESTED) else {
+                    continue;
+                };
+                if column.values.num_vals() == 0 {
+                    continue;
+                }
+                let max = column.max_value().into_timestamp_secs();
+                newest = Some(newest.map_or(max, |n| n.max(max)));
+            }
+        }
+        newest.and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+    }
+
     /// Every partition, oldest first.
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.read().values().cloned().collect()

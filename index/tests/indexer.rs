@@ -392,3 +392,42 @@ fn a_client_id_resent_on_another_day_replaces_the_earlier_copy_even_after_a_rest
         "{days:?}"
     );
 }
+
+/// L12: a wall clock that jumped forward made retention delete every
+/// partition at its next run.
+#[test]
+fn retention_does_not_delete_everything_when_nothing_was_ingested_since_the_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let now = time::OffsetDateTime::now_utc();
+    let at = |days: i64| schemas::time::format(now - time::Duration::days(days));
+    let ingested_then = |days: i64, id: &str| {
+        let mut e = Event::from_json(
+            json!({"event.id": id, "@timestamp": at(days), "event.ingested": at(days), "message": "m"}),
+        )
+        .unwrap();
+        e.set_id_assigned(true);
+        e
+    };
+    let mut keep_all = config(1000);
+    keep_all.retention_days = 0;
+    assert_eq!(
+        index_batches(&store, keep_all, vec![batch(0, 10, vec![ingested_then(45, "old")])]),
+        None
+    );
+    drop(store);
+    // As if the clock had jumped 45 days: everything is past retention.
+    let store = open(dir.path());
+    assert_eq!(index_batches(&store, config(1000), vec![]), None);
+    assert_eq!(docs(&store), 1, "retention deleted every partition");
+    // New events confirm the clock: retention goes on.
+    assert_eq!(
+        index_batches(&store, config(1000), vec![batch(10, 20, vec![ingested_then(0, "new")])]),
+        None
+    );
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(index_batches(&store, config(1000), vec![]), None);
+    assert_eq!(docs(&store), 1);
+    assert_eq!(store.all().len(), 1, "the 45-day-old partition is gone");
+}

@@ -36,6 +36,8 @@ pub enum ApiError {
     IndexBehind { lag: u64 },
     #[error("busy: too many searches running")]
     Busy,
+    #[error("too many failed authentications from this address: retry in {seconds} s")]
+    AuthThrottled { seconds: u64 },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -54,7 +56,9 @@ impl ApiError {
             ApiError::Body { .. } => ErrorCode::BadRequest,
             ApiError::BodyTimeout { .. } => ErrorCode::RequestTimeout,
             ApiError::NotReady | ApiError::IndexFailed => ErrorCode::Unavailable,
-            ApiError::IndexBehind { .. } | ApiError::Busy => ErrorCode::TooManyRequests,
+            ApiError::IndexBehind { .. } | ApiError::Busy | ApiError::AuthThrottled { .. } => {
+                ErrorCode::TooManyRequests
+            }
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -84,6 +88,7 @@ impl ApiError {
         match self {
             ApiError::NotReady | ApiError::Busy => retry_after = Some(1),
             ApiError::IndexBehind { .. } => retry_after = Some(5),
+            ApiError::AuthThrottled { seconds } => retry_after = Some(*seconds),
             _ => {}
         }
         let message = match (code, self) {

@@ -10,6 +10,7 @@
 //! | `GET /metrics` | admin (or none with `metrics.public`) |
 
 mod error;
+mod throttle;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,6 +31,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+pub use throttle::AuthThrottle;
 
 use crate::auth::{Principal, Scope, TokenRequest, TokenStore};
 
@@ -43,6 +45,8 @@ pub struct AppState {
     /// Whether the indexer has failed for good.
     pub index_health: Arc<IndexHealth>,
     pub tokens: Arc<TokenStore>,
+    /// Failed authentications per client address.
+    pub auth_throttle: Arc<AuthThrottle>,
     pub registry: Arc<Registry>,
     /// `/metrics` without a token.
     pub metrics_public: bool,
@@ -116,12 +120,29 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Checks the bearer token for the route's scope before anything reads the
 /// request body.
+/// An address over the failed-authentication limit gets 429 before its
+/// token is even looked at.
 async fn require(
     State((state, scope)): State<(AppState, Scope)>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal: Principal = state.tokens.authorize(bearer(request.headers()), scope)?;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(seconds) = peer.and_then(|ip| state.auth_throttle.blocked(ip)) {
+        return Err(ApiError::AuthThrottled { seconds });
+    }
+    let principal: Principal = match state.tokens.authorize(bearer(request.headers()), scope) {
+        Ok(p) => p,
+        Err(e) => {
+            if let (Some(ip), schemas::ErrorCode::Unauthenticated) = (peer, e.error_code()) {
+                state.auth_throttle.failed(ip);
+            }
+            return Err(e.into());
+        }
+    };
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
