@@ -233,12 +233,7 @@ fn metrics_expose_ingest_wal_and_index_figures() {
         200
     );
     wait_total(&d.base, "*", 2);
-    let mut resp = agent()
-        .get(&d.url("/metrics"))
-        .header("Authorization", &format!("Bearer {ADMIN}"))
-        .call()
-        .unwrap();
-    let text = resp.body_mut().read_to_string().unwrap();
+    let text = metrics_text(&d);
     for name in [
         "tripline_ingested_events_total 2",
         "tripline_parse_failures_total 1",

@@ -27,12 +27,7 @@ fn closed(read: std::io::Result<usize>) -> bool {
 }
 
 fn metric(d: &Daemon, name: &str) -> f64 {
-    let mut resp = agent()
-        .get(&d.url("/metrics"))
-        .header("Authorization", &format!("Bearer {ADMIN}"))
-        .call()
-        .unwrap();
-    let text = resp.body_mut().read_to_string().unwrap();
+    let text = metrics_text(d);
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())

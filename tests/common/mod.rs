@@ -162,6 +162,16 @@ pub fn all_ids(base: &str, query: &str, page: usize) -> Vec<String> {
     }
 }
 
+/// The daemon's `/metrics` text (admin token).
+pub fn metrics_text(d: &Daemon) -> String {
+    let mut resp = agent()
+        .get(&d.url("/metrics"))
+        .header("Authorization", &format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap();
+    resp.body_mut().read_to_string().unwrap()
+}
+
 /// Waits until everything acknowledged so far is searchable: commits follow
 /// the log's order (replayed records first), so once a marker sent now is
 /// searchable, so is every record before it. No sleep can promise that.
