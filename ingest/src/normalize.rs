@@ -6,6 +6,9 @@ use schemas::{fields, tags, time as ts, Event};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+/// Field that keeps a sent `event.id` Tripline could not use (M11).
+pub const ORIGINAL_ID: &str = "event.original_id";
+
 /// Field that keeps a sent event time Tripline did not use.
 pub const ORIGINAL_TIMESTAMP: &str = "event.original_timestamp";
 
@@ -103,7 +106,15 @@ pub fn normalize(event: &mut Event, dataset: &str, clock: &IngestClock) {
             event.set_id_assigned(false);
             None
         }
-        _ => Some(uuid::Uuid::now_v7().to_string()),
+        None => Some(uuid::Uuid::now_v7().to_string()),
+        Some(_) => {
+            // Empty, over 256 bytes, or not a string or number: the id is
+            // Tripline's, and what was sent stays visible.
+            if let Some(sent) = event.remove(fields::ID) {
+                event.insert(ORIGINAL_ID, sent);
+            }
+            Some(uuid::Uuid::now_v7().to_string())
+        }
     };
     match id {
         Some(id) => {
@@ -219,6 +230,17 @@ mod tests {
         let b = norm(json!({}));
         assert_ne!(a.get_str("event.id"), b.get_str("event.id"));
         assert_eq!(a.get_str("event.ingested"), Some("2027-01-15T08:00:00Z"));
+    }
+
+    /// M11: a client id over 256 bytes was silently replaced.
+    #[test]
+    fn an_id_tripline_cannot_use_is_replaced_but_kept_visible() {
+        let long = "k".repeat(300);
+        let e = norm(json!({ "event.id": long }));
+        assert!(e.id_assigned());
+        assert_eq!(e.get_str("event.original_id"), Some(long.as_str()));
+        assert_ne!(e.get_str("event.id"), Some(long.as_str()));
+        assert_eq!(norm(json!({})).get("event.original_id"), None);
     }
 
     #[test]
