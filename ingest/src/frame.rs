@@ -270,3 +270,37 @@ mod tests {
         assert!(nested_deeper_than(b"[[[", 2));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::parse::{parse_item, Limits};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any body: framing and parsing never panic, respect the item cap,
+        /// and every item becomes an event.
+        #[test]
+        fn framing_and_parsing_are_total(
+            body in proptest::collection::vec(prop_oneof![
+                4 => any::<u8>(),
+                6 => proptest::sample::select(b"{}[]\",:\n\\ 1a".to_vec()),
+            ], 0..400),
+            max in 1usize..8,
+        ) {
+            match frame_limited(&body, 8, max) {
+                Ok(items) => {
+                    prop_assert!(items.len() <= max);
+                    let limits = Limits { max_line_bytes: 64, max_depth: 8 };
+                    for item in items {
+                        let parsed = parse_item(item, &limits);
+                        prop_assert!(!parsed.event.is_empty());
+                    }
+                }
+                Err(e) => prop_assert_eq!(e.limit, max),
+            }
+        }
+    }
+}

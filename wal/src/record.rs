@@ -195,3 +195,33 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any bytes: no panic, every record returned checks, the valid
+        /// length ends a record, and intact records inside noise are found.
+        #[test]
+        fn scan_is_total_on_any_bytes(
+            noise in proptest::collection::vec(any::<u8>(), 0..512),
+            cut in any::<u16>(),
+        ) {
+            let mut bytes = noise.clone();
+            encode_record(b"a{\"n\":1}\n", &mut bytes);
+            bytes.extend_from_slice(&noise[..(cut as usize).min(noise.len())]);
+            let s = scan(&bytes);
+            for (offset, payload) in &s.records {
+                prop_assert_eq!(record_at(&bytes, *offset).ok(), Some(*payload));
+            }
+            prop_assert!(s.valid_len <= bytes.len());
+            let wanted: &[u8] = b"a{\"n\":1}\n";
+            let found = s.records.iter().any(|(_, p)| *p == wanted);
+            prop_assert!(found, "the intact record was not found");
+        }
+    }
+}
