@@ -29,6 +29,7 @@ pub mod frame;
 pub mod metrics;
 pub mod normalize;
 pub mod parse;
+pub mod rfc5424;
 mod service;
 
 pub use metrics::IngestMetrics;
