@@ -29,8 +29,8 @@ pub mod frame;
 pub mod metrics;
 pub mod normalize;
 pub mod parse;
-pub mod rfc5424;
 mod service;
+pub mod syslog;
 
 pub use metrics::IngestMetrics;
 use schemas::ErrorCode;

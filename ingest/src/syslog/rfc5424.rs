@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Total: a message, or an error with the byte position where it stopped
-//! and whether the input ended too early ([`ErrorKind::Incomplete`]) or
-//! held a wrong byte ([`ErrorKind::Invalid`]). Nothing is allocated but the
+//! and whether the input ended too early ([`super::ErrorKind::Incomplete`])
+//! or held a wrong byte ([`super::ErrorKind::Invalid`]). Nothing is allocated but the
 //! structured-data values that carry escapes.
 
 use std::borrow::Cow;
@@ -20,6 +20,8 @@ use nom::character::complete::char;
 use nom::combinator::map_res;
 use nom::sequence::delimited;
 use nom::IResult;
+
+use super::SyslogError;
 
 /// A parsed RFC 5424 message; `None` where the sender wrote the NILVALUE `-`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,42 +60,6 @@ pub struct SdElement<'a> {
 /// Where an inner parser stopped, and what it expected there.
 type Stop<'a> = (&'a [u8], &'static str);
 
-/// Why a message is not RFC 5424.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyslogError {
-    /// Byte offset where parsing stopped.
-    pub position: usize,
-    /// The input ended too early, or held a wrong byte.
-    pub kind: ErrorKind,
-    /// What was expected there.
-    pub expected: &'static str,
-}
-
-/// Ran out of input, or met a wrong byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The message ends before it is complete.
-    Incomplete,
-    /// A byte that does not fit the grammar.
-    Invalid,
-}
-
-impl std::fmt::Display for SyslogError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.kind {
-            ErrorKind::Incomplete => "ends early",
-            ErrorKind::Invalid => "is invalid",
-        };
-        write!(
-            f,
-            "RFC 5424 message {what} at byte {}: expected {}",
-            self.position, self.expected
-        )
-    }
-}
-
-impl std::error::Error for SyslogError {}
-
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn printusascii(b: u8) -> bool {
@@ -106,15 +72,7 @@ fn sd_name_char(b: u8) -> bool {
 
 /// Parses one message (a frame's bytes, without the framing).
 pub fn parse(input: &[u8]) -> Result<Rfc5424<'_>, SyslogError> {
-    let at = |rest: &[u8], expected: &'static str| SyslogError {
-        position: input.len() - rest.len(),
-        kind: if rest.is_empty() {
-            ErrorKind::Incomplete
-        } else {
-            ErrorKind::Invalid
-        },
-        expected,
-    };
+    let at = |rest: &[u8], expected: &'static str| SyslogError::at(input, rest, expected);
     let (rest, prival) = pri(input).map_err(|_| at(after_prefix(input, b"<"), "<PRI> with PRI from 0 to 191"))?;
     let (rest, version) = version(rest).map_err(|_| at(rest, "a version number"))?;
     let rest = sp(rest).map_err(|r| at(r, "a space after the version"))?;
@@ -138,9 +96,10 @@ pub fn parse(input: &[u8]) -> Result<Rfc5424<'_>, SyslogError> {
         [b' ', msg @ ..] => msg.strip_prefix(BOM).unwrap_or(msg),
         _ => return Err(at(rest, "a space before the message")),
     };
+    let (facility, severity) = super::split_pri(prival);
     Ok(Rfc5424 {
-        facility: (prival / 8) as u8,
-        severity: (prival % 8) as u8,
+        facility,
+        severity,
         version,
         timestamp,
         hostname,
@@ -158,7 +117,7 @@ fn after_prefix<'a>(input: &'a [u8], prefix: &[u8]) -> &'a [u8] {
     input.strip_prefix(prefix).unwrap_or(input)
 }
 
-fn pri(i: &[u8]) -> IResult<&[u8], u16> {
+pub(crate) fn pri(i: &[u8]) -> IResult<&[u8], u16> {
     delimited(
         char('<'),
         map_res(take_while_m_n(1, 3, |b: u8| b.is_ascii_digit()), |d: &[u8]| {
@@ -299,6 +258,7 @@ fn param_value(i: &[u8]) -> Result<(&[u8], Cow<'_, str>), Stop<'_>> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::ErrorKind;
     use super::*;
 
     /// The examples of RFC 5424 section 6.5.

@@ -1,0 +1,69 @@
+//! Syslog: the message formats real senders use, parsed with nom on bytes.
+//!
+//! - [`rfc5424`]: the IETF format (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`).
+//! - [`rfc3164`]: the BSD format and the variants rsyslog and files carry
+//!   (`<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`, no PRI, an RFC 3339 time,
+//!   no host), with the missing year inferred.
+//!
+//! Both are total: a message, or a [`SyslogError`] with the byte position
+//! where parsing stopped and whether the input ended early or held a wrong
+//! byte.
+
+pub mod rfc3164;
+pub mod rfc5424;
+
+/// Why a message is not in the format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogError {
+    /// Byte offset where parsing stopped.
+    pub position: usize,
+    /// The input ended too early, or held a wrong byte.
+    pub kind: ErrorKind,
+    /// What was expected there.
+    pub expected: &'static str,
+}
+
+/// Ran out of input, or met a wrong byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The message ends before it is complete.
+    Incomplete,
+    /// A byte that does not fit the grammar.
+    Invalid,
+}
+
+impl SyslogError {
+    /// An error at `rest`, a suffix of `input`.
+    pub(crate) fn at(input: &[u8], rest: &[u8], expected: &'static str) -> SyslogError {
+        SyslogError {
+            position: input.len() - rest.len(),
+            kind: if rest.is_empty() {
+                ErrorKind::Incomplete
+            } else {
+                ErrorKind::Invalid
+            },
+            expected,
+        }
+    }
+}
+
+impl std::fmt::Display for SyslogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            ErrorKind::Incomplete => "ends early",
+            ErrorKind::Invalid => "is invalid",
+        };
+        write!(
+            f,
+            "syslog message {what} at byte {}: expected {}",
+            self.position, self.expected
+        )
+    }
+}
+
+impl std::error::Error for SyslogError {}
+
+/// Facility and severity from a PRI value (0 to 191).
+pub(crate) fn split_pri(prival: u16) -> (u8, u8) {
+    ((prival / 8) as u8, (prival % 8) as u8)
+}
