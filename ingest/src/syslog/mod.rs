@@ -1,6 +1,8 @@
 //! Syslog: the message formats real senders use, parsed with nom on bytes.
 //!
 //! - [`rfc5424`]: the IETF format (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`).
+//! - [`octet`]: TCP framing (RFC 6587), octet-counted or line by line,
+//!   with a bound on every frame.
 //! - [`rfc3164`]: the BSD format and the variants rsyslog and files carry
 //!   (`<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`, no PRI, an RFC 3339 time,
 //!   no host), with the missing year inferred.
@@ -9,6 +11,7 @@
 //! where parsing stopped and whether the input ended early or held a wrong
 //! byte.
 
+pub mod octet;
 pub mod rfc3164;
 pub mod rfc5424;
 
