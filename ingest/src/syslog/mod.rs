@@ -6,6 +6,7 @@
 //! - [`rfc3164`]: the BSD format and the variants rsyslog and files carry
 //!   (`<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`, no PRI, an RFC 3339 time,
 //!   no host), with the missing year inferred.
+//! - [`sshd`]: login events in sshd and PAM message bodies.
 //!
 //! Both are total: a message, or a [`SyslogError`] with the byte position
 //! where parsing stopped and whether the input ended early or held a wrong
@@ -14,6 +15,7 @@
 pub mod octet;
 pub mod rfc3164;
 pub mod rfc5424;
+pub mod sshd;
 
 /// Why a message is not in the format.
 #[derive(Debug, Clone, PartialEq, Eq)]
