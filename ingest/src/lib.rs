@@ -24,6 +24,7 @@
 //! assert_eq!(parsed[1].failure.as_ref().map(|f| f.line), Some(2));
 //! ```
 
+pub mod cef;
 pub mod decode;
 pub mod frame;
 pub mod metrics;
