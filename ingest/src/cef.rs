@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use nom::bytes::complete::tag;
 use nom::IResult;
 
-use crate::syslog::{ErrorKind, SyslogError};
+use crate::syslog::{ErrorKind, FormatError};
 
 /// A parsed CEF message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +40,12 @@ pub struct Cef<'a> {
 
 /// Parses a CEF message (from `CEF:`; a syslog header before it is the
 /// caller's to strip).
-pub fn parse(input: &[u8]) -> Result<Cef<'_>, SyslogError> {
-    let at = |rest: &[u8], expected: &'static str| SyslogError::at(input, rest, expected);
+pub fn parse(input: &[u8]) -> Result<Cef<'_>, FormatError> {
+    let at = |rest: &[u8], expected: &'static str| FormatError::at(input, rest, expected);
     let start: IResult<&[u8], &[u8]> = tag("CEF:")(input);
     let (mut rest, _) = start.map_err(|_| {
         let matched = b"CEF:".iter().zip(input).take_while(|(a, b)| a == b).count();
-        SyslogError {
+        FormatError {
             position: matched,
             kind: if matched == input.len() {
                 ErrorKind::Incomplete

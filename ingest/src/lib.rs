@@ -27,6 +27,7 @@
 pub mod cef;
 pub mod decode;
 pub mod frame;
+pub mod logfmt;
 pub mod metrics;
 pub mod normalize;
 pub mod parse;
@@ -36,6 +37,7 @@ pub mod syslog;
 pub use metrics::IngestMetrics;
 use schemas::ErrorCode;
 pub use service::{Admission, IngestConfig, IngestReport, Ingestor, LineError};
+pub use syslog::{ErrorKind, FormatError};
 
 /// Errors of the ingest stages.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 //!   no host), with the missing year inferred.
 //! - [`sshd`]: login events in sshd and PAM message bodies.
 //!
-//! Both are total: a message, or a [`SyslogError`] with the byte position
+//! Both are total: a message, or a [`FormatError`] with the byte position
 //! where parsing stopped and whether the input ended early or held a wrong
 //! byte.
 
@@ -17,9 +17,10 @@ pub mod rfc3164;
 pub mod rfc5424;
 pub mod sshd;
 
-/// Why a message is not in the format.
+/// Why a message is not in its format (syslog, CEF, logfmt): where parsing
+/// stopped and whether the input ended early or held a wrong byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyslogError {
+pub struct FormatError {
     /// Byte offset where parsing stopped.
     pub position: usize,
     /// The input ended too early, or held a wrong byte.
@@ -37,10 +38,10 @@ pub enum ErrorKind {
     Invalid,
 }
 
-impl SyslogError {
+impl FormatError {
     /// An error at `rest`, a suffix of `input`.
-    pub(crate) fn at(input: &[u8], rest: &[u8], expected: &'static str) -> SyslogError {
-        SyslogError {
+    pub(crate) fn at(input: &[u8], rest: &[u8], expected: &'static str) -> FormatError {
+        FormatError {
             position: input.len() - rest.len(),
             kind: if rest.is_empty() {
                 ErrorKind::Incomplete
@@ -52,7 +53,7 @@ impl SyslogError {
     }
 }
 
-impl std::fmt::Display for SyslogError {
+impl std::fmt::Display for FormatError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.kind {
             ErrorKind::Incomplete => "ends early",
@@ -66,7 +67,7 @@ impl std::fmt::Display for SyslogError {
     }
 }
 
-impl std::error::Error for SyslogError {}
+impl std::error::Error for FormatError {}
 
 /// Facility and severity from a PRI value (0 to 191).
 pub(crate) fn split_pri(prival: u16) -> (u8, u8) {

@@ -16,7 +16,7 @@
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-use super::{split_pri, SyslogError};
+use super::{split_pri, FormatError};
 
 /// A parsed BSD syslog message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +40,8 @@ const MONTHS: [&[u8; 3]; 12] = [
 ];
 
 /// Parses one line, inferring the year from `now` (the ingest time).
-pub fn parse(input: &[u8], now: OffsetDateTime) -> Result<Rfc3164<'_>, SyslogError> {
-    let at = |rest: &[u8], expected: &'static str| SyslogError::at(input, rest, expected);
+pub fn parse(input: &[u8], now: OffsetDateTime) -> Result<Rfc3164<'_>, FormatError> {
+    let at = |rest: &[u8], expected: &'static str| FormatError::at(input, rest, expected);
     let (rest, priority) = if input.first() == Some(&b'<') {
         let (rest, prival) = super::rfc5424::pri(input).map_err(|_| at(&input[1..], "<PRI> with PRI from 0 to 191"))?;
         (rest, Some(split_pri(prival)))

@@ -21,7 +21,7 @@ use nom::combinator::map_res;
 use nom::sequence::delimited;
 use nom::IResult;
 
-use super::SyslogError;
+use super::FormatError;
 
 /// A parsed RFC 5424 message; `None` where the sender wrote the NILVALUE `-`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +71,8 @@ fn sd_name_char(b: u8) -> bool {
 }
 
 /// Parses one message (a frame's bytes, without the framing).
-pub fn parse(input: &[u8]) -> Result<Rfc5424<'_>, SyslogError> {
-    let at = |rest: &[u8], expected: &'static str| SyslogError::at(input, rest, expected);
+pub fn parse(input: &[u8]) -> Result<Rfc5424<'_>, FormatError> {
+    let at = |rest: &[u8], expected: &'static str| FormatError::at(input, rest, expected);
     let (rest, prival) = pri(input).map_err(|_| at(after_prefix(input, b"<"), "<PRI> with PRI from 0 to 191"))?;
     let (rest, version) = version(rest).map_err(|_| at(rest, "a version number"))?;
     let rest = sp(rest).map_err(|r| at(r, "a space after the version"))?;
