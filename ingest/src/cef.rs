@@ -81,33 +81,16 @@ pub fn parse(input: &[u8]) -> Result<Cef<'_>, FormatError> {
 /// is no closing `|`.
 #[allow(clippy::type_complexity)]
 fn header_field(i: &[u8]) -> Option<(&[u8], Result<Cow<'_, str>, std::str::Utf8Error>)> {
-    let mut escaped = false;
-    let mut has_escape = false;
-    for (n, &b) in i.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
+    let (n, has_escape) = crate::syslog::until_unescaped(i, b'|')?;
+    let raw = std::str::from_utf8(&i[..n]);
+    let value = raw.map(|r| {
+        if has_escape {
+            Cow::Owned(unescape(r, &['|', '\\']))
+        } else {
+            Cow::Borrowed(r)
         }
-        match b {
-            b'\\' => {
-                escaped = true;
-                has_escape = true;
-            }
-            b'|' => {
-                let raw = std::str::from_utf8(&i[..n]);
-                let value = raw.map(|r| {
-                    if has_escape {
-                        Cow::Owned(unescape(r, &['|', '\\']))
-                    } else {
-                        Cow::Borrowed(r)
-                    }
-                });
-                return Some((&i[n + 1..], value));
-            }
-            _ => {}
-        }
-    }
-    None
+    });
+    Some((&i[n + 1..], value))
 }
 
 /// Undoes `\c` for each `c` in `chars`, and `\n`, `\r` as line breaks; any

@@ -63,44 +63,27 @@ pub fn parse(input: &[u8]) -> Result<Vec<(&str, Value<'_>)>, FormatError> {
 /// A quoted value after its opening quote; returns what follows the
 /// closing quote, or where the input ended.
 fn quoted(i: &[u8]) -> Result<(&[u8], Cow<'_, str>), &[u8]> {
-    let mut escaped = false;
-    let mut has_escape = false;
-    for (n, &b) in i.iter().enumerate() {
-        if escaped {
-            escaped = false;
+    let (n, has_escape) = crate::syslog::until_unescaped(i, b'"').ok_or(&i[i.len()..])?;
+    let raw = std::str::from_utf8(&i[..n]).map_err(|_| i)?;
+    if !has_escape {
+        return Ok((&i[n + 1..], Cow::Borrowed(raw)));
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
             continue;
         }
-        match b {
-            b'\\' => {
-                escaped = true;
-                has_escape = true;
-            }
-            b'"' => {
-                let raw = std::str::from_utf8(&i[..n]).map_err(|_| i)?;
-                if !has_escape {
-                    return Ok((&i[n + 1..], Cow::Borrowed(raw)));
-                }
-                let mut out = String::with_capacity(raw.len());
-                let mut chars = raw.chars();
-                while let Some(c) = chars.next() {
-                    if c != '\\' {
-                        out.push(c);
-                        continue;
-                    }
-                    match chars.next() {
-                        Some('n') => out.push('\n'),
-                        Some('t') => out.push('\t'),
-                        Some('r') => out.push('\r'),
-                        Some(other) => out.push(other),
-                        None => out.push('\\'),
-                    }
-                }
-                return Ok((&i[n + 1..], Cow::Owned(out)));
-            }
-            _ => {}
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
         }
     }
-    Err(&i[i.len()..])
+    Ok((&i[n + 1..], Cow::Owned(out)))
 }
 
 #[cfg(test)]

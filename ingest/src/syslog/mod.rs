@@ -69,6 +69,25 @@ impl std::fmt::Display for FormatError {
 
 impl std::error::Error for FormatError {}
 
+/// The position of the first `end` byte not escaped by a backslash, and
+/// whether any backslash came before it; `None` when there is none. Shared
+/// by every format whose values escape their own terminator.
+pub(crate) fn until_unescaped(i: &[u8], end: u8) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    let mut has_escape = false;
+    for (n, &b) in i.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+            has_escape = true;
+        } else if b == end {
+            return Some((n, has_escape));
+        }
+    }
+    None
+}
+
 /// Facility and severity from a PRI value (0 to 191).
 pub(crate) fn split_pri(prival: u16) -> (u8, u8) {
     ((prival / 8) as u8, (prival % 8) as u8)

@@ -210,27 +210,7 @@ fn sd_name(i: &[u8]) -> Option<(&[u8], &str)> {
 /// A PARAM-VALUE up to its closing quote; `\"`, `\\` and `\]` unescaped (a
 /// backslash before any other byte is kept, as the RFC says).
 fn param_value(i: &[u8]) -> Result<(&[u8], Cow<'_, str>), Stop<'_>> {
-    let mut end = None;
-    let mut escaped = false;
-    let mut has_escape = false;
-    for (n, &b) in i.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' => {
-                escaped = true;
-                has_escape = true;
-            }
-            b'"' => {
-                end = Some(n);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let end = end.ok_or((&i[i.len()..], "a closing \" of a PARAM-VALUE"))?;
+    let (end, has_escape) = super::until_unescaped(i, b'"').ok_or((&i[i.len()..], "a closing \" of a PARAM-VALUE"))?;
     let raw = std::str::from_utf8(&i[..end]).map_err(|_| (i, "a UTF-8 PARAM-VALUE"))?;
     let rest = &i[end + 1..];
     if !has_escape {
