@@ -230,15 +230,7 @@ mod tests {
             (b"CEF:0|a|b|c", 11, ErrorKind::Incomplete),
             (b"CEF:0|a|b|c|d|e|5|no pairs here", 18, ErrorKind::Invalid),
         ];
-        for (input, position, kind) in cases {
-            let e = parse(input).unwrap_err();
-            assert_eq!(
-                (e.position, e.kind),
-                (*position, *kind),
-                "{:?}: {e}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        crate::syslog::assert_errors(|i| parse(i).err(), cases);
     }
 
     proptest::proptest! {

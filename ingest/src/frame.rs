@@ -64,8 +64,13 @@ pub fn frame_limited(body: &[u8], max_depth: usize, max_items: usize) -> Result<
             kind: ItemKind::Json(rest),
         }]),
         Some(b'[') if guarded() => {
+            let overflow = std::cell::Cell::new(false);
             let mut de = serde_json::Deserializer::from_slice(rest);
-            let elements = BoundedElements { max: max_items }.deserialize(&mut de).and_then(|e| {
+            let bounded = BoundedElements {
+                max: max_items,
+                overflow: &overflow,
+            };
+            let elements = bounded.deserialize(&mut de).and_then(|e| {
                 de.end()?;
                 Ok(e)
             });
@@ -78,7 +83,7 @@ pub fn frame_limited(body: &[u8], max_depth: usize, max_items: usize) -> Result<
                         kind: ItemKind::Json(v.get().as_bytes()),
                     })
                     .collect()),
-                Err(e) if e.to_string().starts_with(TOO_MANY) => Err(TooManyItems { limit: max_items }),
+                Err(_) if overflow.get() => Err(TooManyItems { limit: max_items }),
                 Err(_) => lines(body, max_items),
             }
         }
@@ -86,14 +91,14 @@ pub fn frame_limited(body: &[u8], max_depth: usize, max_items: usize) -> Result<
     }
 }
 
-const TOO_MANY: &str = "too many array elements";
-
-/// The elements of a JSON array as raw text, failing past `max`.
-struct BoundedElements {
+/// The elements of a JSON array as raw text, failing past `max` (and
+/// saying so in `overflow`, apart from a syntax error).
+struct BoundedElements<'f> {
     max: usize,
+    overflow: &'f std::cell::Cell<bool>,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for BoundedElements {
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedElements<'_> {
     type Value = Vec<&'de RawValue>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -101,7 +106,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for BoundedElements {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for BoundedElements {
+impl<'de> serde::de::Visitor<'de> for BoundedElements<'_> {
     type Value = Vec<&'de RawValue>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,7 +117,8 @@ impl<'de> serde::de::Visitor<'de> for BoundedElements {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(4096));
         while let Some(v) = seq.next_element::<&'de RawValue>()? {
             if out.len() == self.max {
-                return Err(serde::de::Error::custom(TOO_MANY));
+                self.overflow.set(true);
+                return Err(serde::de::Error::custom("too many array elements"));
             }
             out.push(v);
         }

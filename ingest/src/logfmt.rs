@@ -120,15 +120,7 @@ mod tests {
             (b"a=1 =2", 4, ErrorKind::Invalid),
             (b"a\"b=1", 1, ErrorKind::Invalid),
         ];
-        for (input, position, kind) in cases {
-            let e = parse(input).unwrap_err();
-            assert_eq!(
-                (e.position, e.kind),
-                (*position, *kind),
-                "{:?}: {e}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        crate::syslog::assert_errors(|i| parse(i).err(), cases);
     }
 
     proptest::proptest! {

@@ -155,12 +155,10 @@ async fn read_body(request: Request, limit: usize, timeout: Duration) -> Result<
             seconds: timeout.as_secs(),
         }),
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE || r.body_text().contains("length limit") => {
-            Err(ApiError::Body {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!("request body is over the limit of {limit} bytes"),
-            })
-        }
+        Ok(Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::Body {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body is over the limit of {limit} bytes"),
+        }),
         Ok(Err(r)) => Err(ApiError::Body {
             status: r.status(),
             message: r.body_text(),

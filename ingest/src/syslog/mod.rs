@@ -92,3 +92,17 @@ pub(crate) fn until_unescaped(i: &[u8], end: u8) -> Option<(usize, bool)> {
 pub(crate) fn split_pri(prival: u16) -> (u8, u8) {
     ((prival / 8) as u8, (prival % 8) as u8)
 }
+
+/// Checks a table of `(input, position, kind)` against a parser's errors.
+#[cfg(test)]
+pub(crate) fn assert_errors(error_of: impl Fn(&[u8]) -> Option<FormatError>, cases: &[(&[u8], usize, ErrorKind)]) {
+    for (input, position, kind) in cases {
+        let e = error_of(input).unwrap_or_else(|| panic!("{:?} parsed", String::from_utf8_lossy(input)));
+        assert_eq!(
+            (e.position, e.kind),
+            (*position, *kind),
+            "{:?}: {e}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}

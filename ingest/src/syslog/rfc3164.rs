@@ -292,15 +292,7 @@ mod tests {
             (b"Jun 31 15:16:01 h t: m", 0, ErrorKind::Invalid),
             (b"2026-13-01T00:00:00Z h t: m", 0, ErrorKind::Invalid),
         ];
-        for (line, position, kind) in cases {
-            let e = parse(line, NOW).unwrap_err();
-            assert_eq!(
-                (e.position, e.kind),
-                (*position, *kind),
-                "{:?}: {e}",
-                String::from_utf8_lossy(line)
-            );
-        }
+        crate::syslog::assert_errors(|l| parse(l, NOW).err(), cases);
     }
 
     /// Every line of the shared loghub samples of Linux syslog and sshd

@@ -300,15 +300,7 @@ mod tests {
             (b"<34>1 - - - - - [x", 18, ErrorKind::Incomplete),
             (b"<34>1 - - - - - [x y]", 20, ErrorKind::Invalid),
         ];
-        for (input, position, kind) in cases {
-            let e = parse(input).unwrap_err();
-            assert_eq!(
-                (e.position, e.kind),
-                (*position, *kind),
-                "{:?}: {e}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        crate::syslog::assert_errors(|i| parse(i).err(), cases);
     }
 
     #[test]
