@@ -143,7 +143,7 @@ fn malformed_lines_are_stored_tagged_and_reported() {
     assert!(raw["hits"][0]["error.message"]
         .as_str()
         .unwrap()
-        .starts_with("invalid JSON"));
+        .starts_with("no known format"));
 }
 
 #[test]

@@ -126,6 +126,104 @@ impl<'de> serde::de::Visitor<'de> for BoundedElements<'_> {
     }
 }
 
+/// Frames `body` line by line only (formats that are not JSON): blank
+/// lines skipped, at most `max_items`.
+pub fn lines_limited(body: &[u8], max_items: usize) -> Result<Vec<Item<'_>>, TooManyItems> {
+    lines(body.strip_prefix(BOM).unwrap_or(body), max_items)
+}
+
+/// Splits every CloudTrail envelope (`{"Records": [...]}`, the form of
+/// CloudTrail's files) among `items` into its records, each an item of
+/// the envelope's line. At most `max_items` items in all.
+pub fn split_records(items: Vec<Item<'_>>, max_items: usize) -> Result<Vec<Item<'_>>, TooManyItems> {
+    if !items.iter().any(|i| envelope_start(i.bytes())) {
+        return Ok(items);
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let bytes = item.bytes();
+        if envelope_start(bytes) {
+            let overflow = std::cell::Cell::new(false);
+            let remaining = max_items.saturating_sub(out.len());
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let seed = EnvelopeSeed(BoundedElements {
+                max: remaining,
+                overflow: &overflow,
+            });
+            match seed.deserialize(&mut de).and_then(|r| de.end().map(|()| r)) {
+                Ok(records) => {
+                    out.extend(records.into_iter().map(|r| Item {
+                        line: item.line,
+                        kind: ItemKind::Json(r.get().as_bytes()),
+                    }));
+                    continue;
+                }
+                Err(_) if overflow.get() => return Err(TooManyItems { limit: max_items }),
+                // Not an envelope after all: the item is parsed as it is.
+                Err(_) => {}
+            }
+        }
+        if out.len() == max_items {
+            return Err(TooManyItems { limit: max_items });
+        }
+        out.push(item);
+    }
+    Ok(out)
+}
+
+/// `{` then `"Records"` as the first key.
+fn envelope_start(bytes: &[u8]) -> bool {
+    let mut rest = bytes.trim_ascii_start();
+    let Some(r) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    rest = r.trim_ascii_start();
+    rest.starts_with(b"\"Records\"")
+}
+
+impl<'a> Item<'a> {
+    /// The item's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        let (ItemKind::Json(b) | ItemKind::Raw(b)) = self.kind;
+        b
+    }
+}
+
+/// An object whose only key is `Records`, an array of objects.
+struct EnvelopeSeed<'f>(BoundedElements<'f>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with one key, Records")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let key: Option<std::borrow::Cow<'de, str>> = map.next_key()?;
+        if key.as_deref() != Some("Records") {
+            return Err(A::Error::custom("not an envelope"));
+        }
+        let records = map.next_value_seed(self.0)?;
+        if map.next_key::<IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("an envelope holds Records only"));
+        }
+        if records.iter().any(|r| !r.get().starts_with('{')) {
+            return Err(A::Error::custom("records are objects"));
+        }
+        Ok(records)
+    }
+}
+
 fn lines(body: &[u8], max_items: usize) -> Result<Vec<Item<'_>>, TooManyItems> {
     let newlines = memchr::memchr_iter(b'\n', body).count();
     let mut items = Vec::with_capacity(newlines.saturating_add(1).min(max_items));
@@ -268,6 +366,41 @@ mod tests {
             TooManyItems { limit: 10 }
         );
         assert_eq!(frame_limited(array.as_bytes(), 64, 11).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn a_cloudtrail_envelope_is_split_into_its_records() {
+        let body = b"{\"Records\": [{\"eventName\":\"A\"}, {\"eventName\":\"B\"}]}\n{\"eventName\":\"C\"}\n";
+        let items = split_records(frame(body, 64), 10).unwrap();
+        let texts: Vec<&[u8]> = items.iter().map(Item::bytes).collect();
+        assert_eq!(
+            texts,
+            vec![
+                &b"{\"eventName\":\"A\"}"[..],
+                b"{\"eventName\":\"B\"}",
+                b"{\"eventName\":\"C\"}"
+            ]
+        );
+        assert_eq!(lines_of(&items), vec![1, 1, 2]);
+        // Pretty-printed, as CloudTrail's console downloads are.
+        let pretty = b"{\n  \"Records\": [\n    {\"a\": 1},\n    {\"b\": 2}\n  ]\n}\n";
+        assert_eq!(split_records(frame(pretty, 64), 10).unwrap().len(), 2);
+        // Not envelopes: another key, a non-object record, bad JSON.
+        for other in [
+            &b"{\"Records\": [{\"a\":1}], \"x\": 1}"[..],
+            b"{\"Records\": [1]}",
+            b"{\"Records\": [{\"a\":1}",
+        ] {
+            let items = split_records(frame(other, 64), 10).unwrap();
+            assert_eq!(items.len(), 1, "{}", String::from_utf8_lossy(other));
+            assert_eq!(items[0].bytes(), other);
+        }
+        // The limit counts records.
+        let many = format!("{{\"Records\": [{}{{}}]}}", "{},".repeat(10));
+        assert_eq!(
+            split_records(frame(many.as_bytes(), 64), 10).unwrap_err(),
+            TooManyItems { limit: 10 }
+        );
     }
 
     #[test]

@@ -25,8 +25,11 @@
 //! ```
 
 pub mod cef;
+pub mod clf;
 pub mod decode;
+pub mod format;
 pub mod frame;
+pub mod leef;
 pub mod logfmt;
 pub mod metrics;
 pub mod normalize;

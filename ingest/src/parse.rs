@@ -1,9 +1,11 @@
 //! Turn one framed item into an event. Total: every item becomes an event;
 //! what cannot be parsed is stored raw, tagged `_parse_failure`, with the
-//! reason in `error.message` and in the ingest response.
+//! reason in `error.message` and in the ingest response. The format of the
+//! item chooses the parser ([`crate::format`]); JSON is parsed here.
 
 use schemas::{fields, tags, Event, SchemaError, DEPTH_LIMIT};
 
+use crate::format::{parse_line, Format, LineContext};
 use crate::frame::{nested_deeper_than, Item, ItemKind};
 
 /// Per-item limits.
@@ -38,36 +40,42 @@ pub struct Failure {
 pub struct Parsed {
     /// Always present: the parsed event, or the raw line as `message`.
     pub event: Event,
-    /// Set when the item could not be parsed as a JSON object.
+    /// Set when the item could not be parsed.
     pub failure: Option<Failure>,
+    /// The format the item was recognized as (`raw` when none was).
+    pub format: Format,
 }
 
-/// Parses one item. Every item, a line, an array element or a whole-body
-/// object, is held to `max_line_bytes`: one over it is stored truncated,
-/// unparsed.
+/// Parses one JSON item (the format `auto`, at the ingest time). Every
+/// item, a line, an array element or a whole-body object, is held to
+/// `max_line_bytes`: one over it is stored truncated, unparsed.
 pub fn parse_item(item: Item<'_>, limits: &Limits) -> Parsed {
-    let line = item.line;
+    let ctx = LineContext {
+        limits,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    parse_item_as(Format::Auto, item, &ctx)
+}
+
+/// Parses one item as `format`.
+pub fn parse_item_as(format: Format, item: Item<'_>, ctx: &LineContext<'_>) -> Parsed {
     let (ItemKind::Json(bytes) | ItemKind::Raw(bytes)) = item.kind;
-    if bytes.len() > limits.max_line_bytes {
-        let cut = &bytes[..limits.max_line_bytes];
-        let reason = format!(
-            "event is {} bytes, over the limit of {}: stored truncated, unparsed",
-            bytes.len(),
-            limits.max_line_bytes
-        );
-        return raw(line, cut, reason);
-    }
-    parse_bytes(line, bytes, limits)
+    parse_line(format, item.line, bytes, ctx)
 }
 
 /// Parses one JSON text straight into the flat event, no `Value` tree.
 /// serde_json stops at its own recursion limit, so the bytes are scanned
 /// for depth only to explain a failure.
-fn parse_bytes(line: usize, bytes: &[u8], limits: &Limits) -> Parsed {
+pub(crate) fn parse_json(line: usize, bytes: &[u8], limits: &Limits) -> Parsed {
+    let raw = |line, bytes, reason| raw(line, bytes, reason, Format::Json);
     match Event::from_json_slice(bytes, limits.max_depth) {
         Ok(mut event) => {
             keep_reserved_tags_out(&mut event);
-            Parsed { event, failure: None }
+            Parsed {
+                event,
+                failure: None,
+                format: Format::Json,
+            }
         }
         Err(SchemaError::InvalidJson(_)) if nested_deeper_than(bytes, limits.max_depth) => {
             raw(line, bytes, too_deep(limits))
@@ -88,7 +96,7 @@ pub const REJECTED_TAGS: &str = "event.rejected_tags";
 /// Tags starting with `_` are Tripline's (`_parse_failure`, ...): a sender
 /// cannot set them. They move to `event.rejected_tags`, so the attempt stays
 /// visible.
-fn keep_reserved_tags_out(event: &mut Event) {
+pub(crate) fn keep_reserved_tags_out(event: &mut Event) {
     let rejected: Vec<serde_json::Value> = match event.get(fields::TAGS) {
         Some(serde_json::Value::String(t)) if tags::is_reserved(t) => vec![serde_json::Value::String(t.clone())],
         Some(serde_json::Value::Array(items)) => items
@@ -117,7 +125,9 @@ fn too_deep(limits: &Limits) -> String {
     format!("JSON nested deeper than {} levels", limits.max_depth)
 }
 
-fn raw(line: usize, bytes: &[u8], reason: String) -> Parsed {
+/// The item stored raw, tagged, with the reason; `format` is the one it
+/// failed as (for the per-format counts).
+pub(crate) fn raw(line: usize, bytes: &[u8], reason: String, format: Format) -> Parsed {
     let mut event = Event::new();
     event.insert(fields::MESSAGE, String::from_utf8_lossy(bytes).into_owned());
     event.insert("error.message", reason.clone());
@@ -125,6 +135,7 @@ fn raw(line: usize, bytes: &[u8], reason: String) -> Parsed {
     Parsed {
         event,
         failure: Some(Failure { line, reason }),
+        format,
     }
 }
 
@@ -143,9 +154,14 @@ mod tests {
     use crate::frame::frame;
 
     fn parse_all(body: &[u8]) -> Vec<Parsed> {
+        let limits = Limits::default();
+        let ctx = LineContext {
+            limits: &limits,
+            now: time::OffsetDateTime::now_utc(),
+        };
         frame(body, 64)
             .into_iter()
-            .map(|i| parse_item(i, &Limits::default()))
+            .map(|i| parse_item_as(Format::Json, i, &ctx))
             .collect()
     }
 

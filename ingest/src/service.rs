@@ -8,9 +8,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::decode::{decode, Encoding};
-use crate::frame::frame_limited;
+use crate::format::{Format, LineContext};
+use crate::frame::{frame_limited, lines_limited, split_records, Item, TooManyItems};
+use crate::metrics::FormatCounts;
 use crate::normalize::{normalize, valid_source, IngestClock, TimeWindow};
-use crate::parse::{parse_item, Limits};
+use crate::parse::{parse_item_as, Limits};
 use crate::{IngestError, IngestMetrics};
 use wal::{BatchBuilder, Wal};
 
@@ -72,6 +74,8 @@ pub struct IngestReport {
     pub parse_failures: usize,
     /// The first `max_reported_errors` of those, with their line.
     pub errors: Vec<LineError>,
+    /// Events by the format they were recognized as (`raw`: none).
+    pub formats: std::collections::BTreeMap<&'static str, usize>,
 }
 
 /// A slot for one request, from [`Ingestor::admit`].
@@ -122,7 +126,8 @@ impl Ingestor {
         }
     }
 
-    /// Ingests one body shipped as `source`; returns once it is fsynced.
+    /// Ingests one body shipped as `source`, its lines in `format`;
+    /// returns once it is fsynced.
     ///
     /// The work runs in a task of its own that holds the admission until the
     /// WAL has answered: a client that disconnects frees its slot only when
@@ -131,18 +136,54 @@ impl Ingestor {
         &self,
         admission: Admission,
         source: &str,
+        format: Format,
         content_encoding: Option<&str>,
         body: Bytes,
     ) -> Result<IngestReport, IngestError> {
-        if !valid_source(source) {
-            return Err(IngestError::BadSource {
-                name: source.to_string(),
-            });
-        }
+        check_source(source)?;
         let encoding = Encoding::from_header(content_encoding)?;
         let this = self.clone();
         let source = source.to_string();
-        tokio::spawn(async move { this.run(admission, source, encoding, body).await })
+        tokio::spawn(async move {
+            let config = this.config.clone();
+            let src = source.clone();
+            let work = move || {
+                let decoded = decode(encoding, &body, config.max_body_bytes)?;
+                let items = frame_for(&config, format, &decoded)?;
+                prepare(&config, &src, format, items, decoded.len())
+            };
+            this.run(admission, source, work).await
+        })
+        .await
+        .map_err(|e| IngestError::Internal {
+            reason: format!("ingest task: {e}"),
+        })?
+    }
+
+    /// Ingests frames already split (a syslog listener's), shipped as
+    /// `source` in `format`; returns once they are fsynced. The caller
+    /// bounds how many frames, and how long each, it hands in at once.
+    pub async fn ingest_frames(
+        &self,
+        admission: Admission,
+        source: &str,
+        format: Format,
+        frames: Vec<Bytes>,
+    ) -> Result<IngestReport, IngestError> {
+        check_source(source)?;
+        let config = self.config.clone();
+        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        let source = source.to_string();
+        let src = source.clone();
+        let work = move || {
+            let items = frames.iter().enumerate().map(|(i, f)| Item {
+                line: i + 1,
+                kind: crate::frame::ItemKind::Raw(f),
+            });
+            prepare(&config, &src, format, items, bytes)
+        };
+        let this = self.clone();
+        tokio::spawn(async move { this.run(admission, source, work).await })
             .await
             .map_err(|e| IngestError::Internal {
                 reason: format!("ingest task: {e}"),
@@ -153,16 +194,19 @@ impl Ingestor {
         &self,
         admission: Admission,
         source: String,
-        encoding: Encoding,
-        body: Bytes,
+        work: impl FnOnce() -> Result<Prepared, IngestError> + Send + 'static,
     ) -> Result<IngestReport, IngestError> {
-        let config = self.config.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&config, &source, encoding, &body))
+        let prepared = tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| IngestError::Internal {
                 reason: format!("ingest worker: {e}"),
             })??;
-        let Prepared { batch, report, bytes } = prepared;
+        let Prepared {
+            batch,
+            report,
+            bytes,
+            formats,
+        } = prepared;
         let count = batch.len();
         if count == 0 {
             return Ok(report);
@@ -176,7 +220,13 @@ impl Ingestor {
         self.metrics.events.inc_by(count as u64);
         self.metrics.bytes.inc_by(bytes as u64);
         self.metrics.parse_failures.inc_by(report.parse_failures as u64);
+        self.metrics.record_formats(&source, &formats);
         Ok(report)
+    }
+
+    /// The ingest metrics.
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
     }
 
     /// Requests being worked on now (holding an admission).
@@ -185,29 +235,71 @@ impl Ingestor {
     }
 }
 
+fn check_source(source: &str) -> Result<(), IngestError> {
+    if valid_source(source) {
+        Ok(())
+    } else {
+        Err(IngestError::BadSource {
+            name: source.to_string(),
+        })
+    }
+}
+
 struct Prepared {
     batch: wal::Batch,
     report: IngestReport,
     bytes: usize,
+    formats: FormatCounts,
 }
 
-fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8]) -> Result<Prepared, IngestError> {
-    let decoded = decode(encoding, body, config.max_body_bytes)?;
-    let clock = IngestClock::new(time::OffsetDateTime::now_utc(), config.time_window);
-    let items = frame_limited(&decoded, config.limits.max_depth, config.max_events_per_request)
-        .map_err(|e| IngestError::TooManyEvents { limit: e.limit })?;
+/// Splits a decoded body into items: JSON-aware framing for the formats
+/// that may be JSON (with CloudTrail envelopes split into records), lines
+/// for the others.
+fn frame_for<'a>(config: &IngestConfig, format: Format, body: &'a [u8]) -> Result<Vec<Item<'a>>, IngestError> {
+    let max = config.max_events_per_request;
+    let too_many = |e: TooManyItems| IngestError::TooManyEvents { limit: e.limit };
+    if !format.is_json_like() {
+        return lines_limited(body, max).map_err(too_many);
+    }
+    let items = frame_limited(body, config.limits.max_depth, max).map_err(too_many)?;
+    if matches!(format, Format::Auto | Format::Cloudtrail) {
+        split_records(items, max).map_err(too_many)
+    } else {
+        Ok(items)
+    }
+}
+
+/// Parses and normalizes `items` into one WAL batch.
+fn prepare<'a>(
+    config: &IngestConfig,
+    source: &str,
+    format: Format,
+    items: impl IntoIterator<Item = Item<'a>>,
+    bytes: usize,
+) -> Result<Prepared, IngestError> {
+    let now = time::OffsetDateTime::now_utc();
+    let clock = IngestClock::new(now, config.time_window);
+    let ctx = LineContext {
+        limits: &config.limits,
+        now,
+    };
     // Sized from the body, which the body limit bounds, not from a count.
-    let mut batch = BatchBuilder::new(decoded.len().min(config.max_batch_bytes), config.max_batch_bytes);
+    let mut batch = BatchBuilder::new(bytes.min(config.max_batch_bytes), config.max_batch_bytes);
     let mut report = IngestReport {
         accepted: 0,
         failed: 0,
         parse_failures: 0,
         errors: Vec::new(),
+        formats: Default::default(),
     };
+    let mut formats = FormatCounts::new();
     for item in items {
-        let parsed = parse_item(item, &config.limits);
+        let parsed = parse_item_as(format, item, &ctx);
+        let counts = formats.entry(parsed.format).or_default();
+        counts.0 += 1;
         let mut event = parsed.event;
         if let Some(f) = parsed.failure {
+            counts.1 += 1;
             report.parse_failures += 1;
             if report.errors.len() < config.max_reported_errors {
                 report.errors.push(LineError {
@@ -223,10 +315,12 @@ fn prepare(config: &IngestConfig, source: &str, encoding: Encoding, body: &[u8])
     }
     let batch = batch.finish();
     report.accepted = batch.len();
+    report.formats = formats.iter().map(|(f, c)| (f.as_str(), c.0 as usize)).collect();
     Ok(Prepared {
         batch,
         report,
-        bytes: decoded.len(),
+        bytes,
+        formats,
     })
 }
 
@@ -258,14 +352,14 @@ mod tests {
             let i = ingestor.clone();
             tokio::spawn(async move {
                 let a = i.admit().await.unwrap();
-                i.ingest(a, "t", None, Bytes::from_static(b"{}\n")).await
+                i.ingest(a, "t", Format::Auto, None, Bytes::from_static(b"{}\n")).await
             })
         };
         let second = {
             let i = ingestor.clone();
             tokio::spawn(async move {
                 let a = i.admit().await.unwrap();
-                i.ingest(a, "t", None, Bytes::from_static(b"{}\n")).await
+                i.ingest(a, "t", Format::Auto, None, Bytes::from_static(b"{}\n")).await
             })
         };
         // Let both reach the log, then hang up on both.

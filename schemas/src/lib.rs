@@ -20,10 +20,12 @@
 
 mod catalog;
 mod event;
+pub mod mapping;
 pub mod time;
 
 pub use catalog::{Catalog, FieldDef, FieldType};
 pub use event::{json_kind, Event, DEPTH_LIMIT};
+pub use mapping::{Mapping, Mappings};
 
 /// Well-known field names every event carries after ingest.
 pub mod fields {
@@ -96,6 +98,9 @@ pub enum SchemaError {
     /// The field catalog file could not be parsed.
     #[error("field catalog {origin}: {message}")]
     Catalog { origin: String, message: String },
+    /// A mapping file could not be parsed.
+    #[error("mapping {origin}: {message}")]
+    Mapping { origin: String, message: String },
     /// A field is declared twice in the catalog.
     #[error("field catalog {origin}: field {name:?} is declared twice")]
     DuplicateField { origin: String, name: String },
@@ -118,7 +123,9 @@ impl SchemaError {
     /// The kind of error, for the API.
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            SchemaError::Catalog { .. } | SchemaError::DuplicateField { .. } => ErrorCode::Internal,
+            SchemaError::Catalog { .. } | SchemaError::Mapping { .. } | SchemaError::DuplicateField { .. } => {
+                ErrorCode::Internal
+            }
             SchemaError::NotAnObject { .. }
             | SchemaError::InvalidJson(_)
             | SchemaError::TooDeep { .. }

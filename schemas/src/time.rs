@@ -59,7 +59,7 @@ pub fn parse_str(s: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc2822) {
         return Some(t);
     }
-    parse_naive(s)
+    parse_naive(s).or_else(|| parse_device(s))
 }
 
 /// `YYYY-MM-DDThh:mm:ss[.f]` without an offset, read as UTC.
@@ -68,6 +68,22 @@ fn parse_naive(s: &str) -> Option<OffsetDateTime> {
     let plain = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     PrimitiveDateTime::parse(s, &with_frac)
         .or_else(|_| PrimitiveDateTime::parse(s, &plain))
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+/// `Mmm dd yyyy hh:mm:ss[.fff]`, the device time CEF (`rt`) and LEEF
+/// (`devTime`) default to, read as UTC.
+fn parse_device(s: &str) -> Option<OffsetDateTime> {
+    let with_frac = format_description!(
+        "[month repr:short case_sensitive:false] [day padding:none] [year] [hour]:[minute]:[second].[subsecond]"
+    );
+    let plain = format_description!(
+        "[month repr:short case_sensitive:false] [day padding:none] [year] [hour]:[minute]:[second]"
+    );
+    let s = s.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+    PrimitiveDateTime::parse(&s, &with_frac)
+        .or_else(|_| PrimitiveDateTime::parse(&s, &plain))
         .ok()
         .map(PrimitiveDateTime::assume_utc)
 }
@@ -142,10 +158,13 @@ mod tests {
             json!(1_700_000_000_000_000_000u64),
             json!("1700000000000000000"),
             json!(1_700_000_000.0),
+            json!("Nov 14 2023 22:13:20"),
+            json!("nov 14  2023 22:13:20"),
         ] {
             assert_eq!(ts(v.clone()), want, "{v}");
         }
         assert_eq!(ts(json!("2023-11-14T22:13:20.25Z")), Some(1_700_000_000_250_000_000));
+        assert_eq!(ts(json!("Nov 14 2023 22:13:20.250")), Some(1_700_000_000_250_000_000));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! | route | scope |
 //! |---|---|
 //! | `GET /healthz`, `GET /readyz` | none |
-//! | `POST /api/v1/ingest?source=NAME` | ingest |
+//! | `POST /api/v1/ingest?source=NAME&format=FORMAT` | ingest |
 //! | `GET, POST /api/v1/search` | search |
 //! | `GET, POST /api/v1/tokens` | admin |
 //! | `DELETE /api/v1/tokens/{name}` | admin |
@@ -192,6 +192,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[derive(Debug, Deserialize)]
 struct IngestParams {
     source: Option<String>,
+    format: Option<String>,
 }
 
 /// The token was checked by the route's layer; here a slot is taken before
@@ -207,6 +208,12 @@ async fn ingest(
     request: Request,
 ) -> Result<Json<IngestReport>, ApiError> {
     let source = params.source.as_deref().unwrap_or("http");
+    let format = match params.format.as_deref() {
+        None => ingest::format::Format::Auto,
+        Some(f) => f
+            .parse()
+            .map_err(|e: ingest::format::UnknownFormat| ApiError::BadRequest(e.to_string()))?,
+    };
     principal.check_dataset(source)?;
     let ingestor = state.ingestor.get().ok_or(ApiError::NotReady)?;
     if state.index_health.failure().is_some() {
@@ -219,7 +226,7 @@ async fn ingest(
     let admission = ingestor.admit().await?;
     let body = read_body(request, state.limits.max_body_bytes, state.limits.body_read_timeout).await?;
     let encoding = content_encoding(&headers)?;
-    Ok(Json(ingestor.ingest(admission, source, encoding, body).await?))
+    Ok(Json(ingestor.ingest(admission, source, format, encoding, body).await?))
 }
 
 /// The one `Content-Encoding` of a request. Several, or one that is not

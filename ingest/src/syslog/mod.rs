@@ -57,13 +57,9 @@ impl std::fmt::Display for FormatError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.kind {
             ErrorKind::Incomplete => "ends early",
-            ErrorKind::Invalid => "is invalid",
+            ErrorKind::Invalid => "invalid",
         };
-        write!(
-            f,
-            "syslog message {what} at byte {}: expected {}",
-            self.position, self.expected
-        )
+        write!(f, "{what} at byte {}: expected {}", self.position, self.expected)
     }
 }
 
