@@ -29,7 +29,7 @@ needle_every=$(( events / 10 > 0 ? events / 10 : 1 ))
 rm -rf "$work/data"
 token=query-bench-admin-0123456789
 TRIPLINE_ADMIN_TOKEN=$token TRIPLINE_LOG=warn \
-  $bin/tripline serve --listen 127.0.0.1:0 --data-dir "$work/data" > "$work/daemon.out" &
+  $bin/tripline serve --listen 127.0.0.1:0 --syslog-listen off --data-dir "$work/data" > "$work/daemon.out" &
 daemon=$!
 until grep -q "tripline ready" "$work/daemon.out"; do sleep 0.2; done
 url=$(sed -n 's/^tripline listening on //p' "$work/daemon.out")

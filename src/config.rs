@@ -28,6 +28,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// HTTP connections.
     pub http: HttpSection,
+    /// The syslog listener (TCP and UDP).
+    pub syslog: SyslogSection,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             search: SearchSection::default(),
             metrics: MetricsSection::default(),
             http: HttpSection::default(),
+            syslog: SyslogSection::default(),
         }
     }
 }
@@ -213,6 +216,89 @@ impl Default for HttpSection {
     }
 }
 
+/// Where a listener listens: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Not listening.
+    Off,
+    /// TCP and UDP on this address.
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Listen, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("{s:?} is neither an address (127.0.0.1:5514) nor off"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[syslog]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogSection {
+    /// TCP and UDP address, or `off`.
+    pub listen: Listen,
+    /// Source networks allowed to send (syslog has no credential).
+    pub allow: Vec<ipnet::IpNet>,
+    /// The format of the frames.
+    pub format: ingest::format::Format,
+    /// The source (`event.dataset`) the events are stored as.
+    pub source: String,
+    /// TCP connections open at once; more are closed at once.
+    pub max_connections: usize,
+    /// Seconds a TCP connection may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Longest frame: a longer octet count closes the connection, a longer
+    /// line is stored cut.
+    pub max_frame_bytes: usize,
+    /// UDP datagrams queued for the WAL; more are dropped and counted.
+    pub udp_queue: usize,
+}
+
+impl Default for SyslogSection {
+    fn default() -> SyslogSection {
+        let d = ingest::listener::SyslogConfig::default();
+        SyslogSection {
+            listen: Listen::On(SocketAddr::from(([127, 0, 0, 1], 5514))),
+            allow: d.allow,
+            format: d.format,
+            source: d.source,
+            max_connections: d.max_connections,
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            max_frame_bytes: d.max_frame_bytes,
+            udp_queue: d.udp_queue,
+        }
+    }
+}
+
+impl SyslogSection {
+    /// The listener's settings.
+    pub fn listener_config(&self) -> ingest::listener::SyslogConfig {
+        ingest::listener::SyslogConfig {
+            source: self.source.clone(),
+            format: self.format,
+            allow: self.allow.clone(),
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_frame_bytes: self.max_frame_bytes,
+            ..ingest::listener::SyslogConfig::default()
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`; unknown keys are errors naming the key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -267,6 +353,21 @@ impl Config {
         }
         if self.wal.segment_bytes < 4096 {
             bail!("wal.segment_bytes must be at least 4096");
+        }
+        let s = &self.syslog;
+        if s.max_connections == 0 || s.idle_timeout_secs == 0 || s.udp_queue == 0 {
+            bail!("syslog.max_connections, syslog.idle_timeout_secs and syslog.udp_queue must be positive");
+        }
+        if s.max_frame_bytes < 480 || s.max_frame_bytes > self.ingest.max_line_bytes {
+            bail!("syslog.max_frame_bytes must be between 480 (RFC 5426's minimum) and ingest.max_line_bytes");
+        }
+        if !ingest::normalize::valid_source(&s.source) {
+            bail!("syslog.source must be 1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+        if let Listen::On(addr) = s.listen {
+            if addr == self.listen && addr.port() != 0 {
+                bail!("syslog.listen and listen are the same address");
+            }
         }
         Ok(())
     }

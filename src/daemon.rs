@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use index::{EventSchema, IndexMetrics, Indexer, IndexerConfig, Store};
+use ingest::listener::{self as syslog_listener, SyslogMetrics};
 use ingest::{IngestConfig, IngestMetrics, Ingestor};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use schemas::Catalog;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wal::{Consumer, Lsn, Wal, WalConfig, WalMetrics};
@@ -21,10 +22,20 @@ use crate::auth::TokenStore;
 use crate::config::Config;
 use crate::http::{self, HttpLimits};
 
-/// Runs the daemon on `listener` until `shutdown` is cancelled, then stops
-/// accepting, finishes in-flight requests, makes the WAL's queue durable and
-/// commits the index.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// The sockets the daemon serves, bound by the caller (port 0 in tests).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP API.
+    pub http: TcpListener,
+    /// Syslog over TCP and UDP, on one address, unless it is off.
+    pub syslog: Option<(TcpListener, UdpSocket)>,
+}
+
+/// Runs the daemon on `listeners` until `shutdown` is cancelled, then stops
+/// accepting, finishes in-flight requests, appends what the syslog
+/// listeners have read, makes the WAL's queue durable and commits the index.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Listeners { http: listener, syslog } = listeners;
     config.validate()?;
     let data = config.data_dir.clone();
     private_data_dir(&data)?;
@@ -41,7 +52,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let ingest_metrics = IngestMetrics::default();
     let wal_metrics = WalMetrics::default();
     let index_metrics = IndexMetrics::default();
+    let syslog_metrics = SyslogMetrics::default();
     ingest_metrics.register(&mut registry);
+    syslog_metrics.register(&mut registry);
     wal_metrics.register(&mut registry);
     index_metrics.register(&mut registry);
 
@@ -110,7 +123,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         header_read_timeout: secs(config.http.header_read_timeout_secs),
         drain_timeout: secs(30),
     };
-    let server = tokio::spawn(http::serve(listener, api::router(state), limits, refused, shutdown));
+    let server = tokio::spawn(http::serve(
+        listener,
+        api::router(state),
+        limits,
+        refused,
+        shutdown.clone(),
+    ));
 
     // Replay the WAL into the index while /healthz already answers.
     let wal_dir = data.join("wal");
@@ -146,11 +165,38 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         time_window: config.time_window(),
         ..IngestConfig::default()
     };
-    let _ = ingestor_cell.set(Ingestor::new(wal.clone(), ingest_config, ingest_metrics));
+    let ingestor = Ingestor::new(wal.clone(), ingest_config, ingest_metrics);
+    let _ = ingestor_cell.set(ingestor.clone());
+    // Syslog senders have been queued by the kernel since the sockets were
+    // bound; they are read from now on, through the same ingestor.
+    let mut syslog_tasks = Vec::new();
+    if let Some((tcp, udp)) = syslog {
+        let addr = tcp.local_addr()?;
+        let listener_config = Arc::new(config.syslog.listener_config());
+        syslog_tasks.push(tokio::spawn(syslog_listener::run_tcp(
+            tcp,
+            ingestor.clone(),
+            listener_config.clone(),
+            syslog_metrics.clone(),
+            shutdown.clone(),
+        )));
+        syslog_tasks.push(tokio::spawn(syslog_listener::run_udp(
+            udp,
+            ingestor.clone(),
+            listener_config,
+            syslog_metrics,
+            shutdown.clone(),
+        )));
+        println!("tripline syslog listening on {addr}");
+        tracing::info!(%addr, allow = ?config.syslog.allow, format = %config.syslog.format, "syslog listening (tcp, udp)");
+    }
     ready.store(true, Ordering::SeqCst);
     println!("tripline ready");
 
     server.await.context("http server task")?;
+    for task in syslog_tasks {
+        task.await.context("syslog listener task")?;
+    }
     tracing::info!("shutting down: flushing the write-ahead log and committing the index");
     let closing = wal.clone();
     tokio::task::spawn_blocking(move || {

@@ -36,6 +36,9 @@ enum Command {
         /// HTTP API address; port 0 picks a free port.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Syslog address (TCP and UDP), or `off`; port 0 picks a free port.
+        #[arg(long)]
+        syslog_listen: Option<config::Listen>,
     },
     /// Search a running daemon and print the hits.
     Query(cli::QueryArgs),
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             config,
             data_dir,
             listen,
+            syslog_listen,
         } => {
             // First: every file the daemon creates is private to its user.
             daemon::private_umask();
@@ -69,6 +73,9 @@ fn main() -> anyhow::Result<()> {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
+            if let Some(l) = syslog_listen {
+                cfg.syslog.listen = l;
+            }
             cfg.validate()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -76,12 +83,20 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                let http = tokio::net::TcpListener::bind(cfg.listen)
                     .await
                     .with_context(|| format!("binding {}", cfg.listen))?;
+                let syslog = match cfg.syslog.listen {
+                    config::Listen::Off => None,
+                    config::Listen::On(addr) => Some(
+                        ingest::listener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding syslog {addr} (tcp and udp)"))?,
+                    ),
+                };
                 let shutdown = CancellationToken::new();
                 tokio::spawn(signal_shutdown(shutdown.clone()));
-                daemon::run(cfg, listener, shutdown).await
+                daemon::run(cfg, daemon::Listeners { http, syslog }, shutdown).await
             })
         }
         Command::Query(args) => cli::query(args),

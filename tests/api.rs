@@ -279,7 +279,7 @@ fn an_unknown_config_key_is_refused_by_name() {
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[index]\nretention = 3\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--syslog-listen", "off", "--config"])
         .arg(&cfg)
         .arg("--data-dir")
         .arg(dir.path().join("d"))

@@ -13,11 +13,28 @@ use std::time::{Duration, Instant};
 pub const LISTENING: &str = "tripline listening on ";
 /// Printed once the WAL is replayed and ingest is open.
 pub const READY: &str = "tripline ready";
+/// Printed with the syslog address (TCP and UDP) before [`READY`], when
+/// the syslog listener is on.
+pub const SYSLOG: &str = "tripline syslog listening on ";
+
+/// What a daemon said as it started.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// Base URL of the HTTP API (`http://127.0.0.1:PORT`).
+    pub base: String,
+    /// The syslog listener's address, when it is on.
+    pub syslog: Option<std::net::SocketAddr>,
+}
 
 /// Reads a starting daemon's stdout until it says it is ready, for at most
 /// `timeout`; returns its base URL (`http://127.0.0.1:PORT`). The rest of
 /// stdout is drained on a thread, so the daemon never blocks on a full pipe.
 pub fn wait_ready(stdout: impl Read + Send + 'static, timeout: Duration) -> std::io::Result<String> {
+    wait_handshake(stdout, timeout).map(|h| h.base)
+}
+
+/// [`wait_ready`], with the syslog address too.
+pub fn wait_handshake(stdout: impl Read + Send + 'static, timeout: Duration) -> std::io::Result<Handshake> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -26,6 +43,7 @@ pub fn wait_ready(stdout: impl Read + Send + 'static, timeout: Duration) -> std:
     });
     let deadline = Instant::now() + timeout;
     let mut base = None;
+    let mut syslog = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = rx.recv_timeout(left).map_err(|e| {
@@ -38,8 +56,13 @@ pub fn wait_ready(stdout: impl Read + Send + 'static, timeout: Duration) -> std:
         if let Some(addr) = line.strip_prefix(LISTENING) {
             base = Some(addr.trim().to_string());
         }
+        if let Some(addr) = line.strip_prefix(SYSLOG) {
+            syslog = addr.trim().parse().ok();
+        }
         if line.trim() == READY {
-            return base.ok_or_else(|| std::io::Error::other("the daemon was ready before it printed its address"));
+            let base =
+                base.ok_or_else(|| std::io::Error::other("the daemon was ready before it printed its address"))?;
+            return Ok(Handshake { base, syslog });
         }
     }
 }

@@ -204,6 +204,8 @@ fn finish(line: usize, bytes: &[u8], format: Format, result: Result<Event, (&str
 fn parse_auto(line: usize, bytes: &[u8], ctx: &LineContext<'_>) -> Parsed {
     let trimmed = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match trimmed.first() {
+        // `{` is JSON, or a JSON error; `[` may also open a text line
+        // (`[Sun Dec 04 04:47:44 2005] [notice] ...`).
         Some(b'{') | Some(b'[') => {
             let mut parsed = crate::parse::parse_json(line, bytes, ctx.limits);
             if parsed.failure.is_none() {
@@ -211,9 +213,19 @@ fn parse_auto(line: usize, bytes: &[u8], ctx: &LineContext<'_>) -> Parsed {
                     map(format, &mut parsed.event);
                     parsed.format = format;
                 }
+                return parsed;
             }
-            parsed
+            if trimmed[0] == b'{' {
+                return parsed;
+            }
+            parse_text(line, bytes, trimmed, ctx)
         }
+        _ => parse_text(line, bytes, trimmed, ctx),
+    }
+}
+
+fn parse_text(line: usize, bytes: &[u8], trimmed: &[u8], ctx: &LineContext<'_>) -> Parsed {
+    match trimmed.first() {
         Some(b'<') => finish(line, bytes, Format::Syslog, syslog(bytes, ctx)),
         _ if trimmed.starts_with(b"CEF:") => finish(line, bytes, Format::Cef, embedded(Format::Cef, bytes, ctx)),
         _ if trimmed.starts_with(b"LEEF:") => finish(line, bytes, Format::Leef, embedded(Format::Leef, bytes, ctx)),

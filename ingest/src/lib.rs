@@ -30,6 +30,7 @@ pub mod decode;
 pub mod format;
 pub mod frame;
 pub mod leef;
+pub mod listener;
 pub mod logfmt;
 pub mod metrics;
 pub mod normalize;

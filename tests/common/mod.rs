@@ -14,6 +14,8 @@ pub struct Daemon {
     child: Child,
     pub base: String,
     pub data: PathBuf,
+    /// The syslog listener's address (TCP and UDP).
+    pub syslog: Option<std::net::SocketAddr>,
 }
 
 impl Daemon {
@@ -32,7 +34,14 @@ impl Daemon {
             .open(data.with_extension("log"))
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tripline"))
-            .args(["serve", "--listen", listen, "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                listen,
+                "--syslog-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             .arg("--config")
             .arg(&config_path)
@@ -43,14 +52,15 @@ impl Daemon {
             .spawn()
             .expect("spawn tripline");
         let stdout = child.stdout.take().unwrap();
-        let base = bench::daemon::wait_ready(stdout, Duration::from_secs(120)).unwrap_or_else(|e| {
+        let hs = bench::daemon::wait_handshake(stdout, Duration::from_secs(120)).unwrap_or_else(|e| {
             let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
             panic!("{e}; log:\n{log}")
         });
         Daemon {
             child,
-            base,
+            base: hs.base,
             data: data.to_path_buf(),
+            syslog: hs.syslog,
         }
     }
 

@@ -181,10 +181,18 @@ fn pam_failure(i: &[u8]) -> Option<Login<'_>> {
 /// Reads a login event from an sshd or PAM message body, if it is one.
 pub fn parse(msg: &[u8]) -> Option<Login<'_>> {
     let msg = msg.strip_suffix(b"\r").unwrap_or(msg);
+    let msg = repeated(msg).unwrap_or(msg);
     alt((failed_password, accepted, invalid_user, connection_closed))(msg)
         .ok()
         .map(|(_, login)| login)
         .or_else(|| pam_failure(msg))
+}
+
+/// The message inside syslogd's `message repeated N times: [ MSG]`.
+fn repeated(msg: &[u8]) -> Option<&[u8]> {
+    let rest = msg.strip_prefix(b"message repeated ")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    rest[digits..].strip_prefix(b" times: [ ")?.strip_suffix(b"]")
 }
 
 #[cfg(test)]
@@ -195,6 +203,15 @@ mod tests {
     /// (message, action, outcome, user, ip, port, invalid user)
     #[allow(clippy::type_complexity)]
     const CASES: &[(&[u8], &str, Outcome, Option<&str>, Option<&str>, Option<u16>, bool)] = &[
+        (
+            b"message repeated 5 times: [ Failed password for root from 5.36.59.76 port 42393 ssh2]",
+            "ssh_login",
+            Outcome::Failure,
+            Some("root"),
+            Some("5.36.59.76"),
+            Some(42393),
+            false,
+        ),
         (
             b"Failed password for root from 183.62.140.253 port 38296 ssh2",
             "ssh_login",
@@ -334,12 +351,15 @@ mod tests {
         let now = time::macros::datetime!(2026-12-20 00:00 UTC);
         let (mut expected, mut found) = (0, 0);
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if memchr::memmem::find(line, b"]: Failed password for ").is_some() {
+            // Counted apart: every line that says it, `message repeated N
+            // times: [ Failed password ...]` included.
+            let says_it = memchr::memmem::find(line, b"Failed password for ").is_some();
+            if says_it {
                 expected += 1;
             }
             let m = super::super::rfc3164::parse(line, now).unwrap();
             if let Some(l) = parse(m.msg) {
-                if l.action == "ssh_login" && l.outcome == Outcome::Failure && m.msg.starts_with(b"Failed password") {
+                if l.action == "ssh_login" && l.outcome == Outcome::Failure && says_it {
                     assert!(l.user.is_some() && l.source_ip.is_some());
                     found += 1;
                 }
