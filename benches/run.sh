@@ -24,6 +24,7 @@ else
   bin=target/release
 fi
 $bin/tripline-gen --events "$events" --out "$work/corpus.ndjson"
+$bin/tripline-gen --raw --events "$events" --out "$work/corpus.syslog"
 # A commit every ~second at the ceiling's own pace: what Tripline's default
 # commit interval asks of tantivy.
 for r in $(seq 1 "$rounds"); do
@@ -34,6 +35,10 @@ for r in $(seq 1 "$rounds"); do
   $bin/tripline-ceiling --input "$work/corpus.ndjson" --commit-every "$every" | tee "$work/ceiling-commits-$r.json"
   echo "== round $r: tripline (HTTP, gzip, WAL fsync, index, commit every 1 s)"
   $bin/tripline-load --spawn $bin/tripline --input "$work/corpus.ndjson" --connections 4 --batch 1000 | tee "$work/load-$r.json"
+  echo "== round $r: tripline, the same number of sshd syslog lines over TCP (4 connections)"
+  $bin/tripline-syslog-load --spawn $bin/tripline --input "$work/corpus.syslog" --connections 4 | tee "$work/syslog-$r.json"
+  echo "== round $r: tripline, those syslog lines over HTTP (?format=syslog)"
+  $bin/tripline-load --spawn $bin/tripline --input "$work/corpus.syslog" --format syslog --connections 4 --batch 1000 | tee "$work/syslog-http-$r.json"
 done
 python3 - "$work" "$rounds" <<'PY'
 import json, sys, os, statistics
@@ -56,6 +61,8 @@ for r in range(1, rounds + 1):
         "disk": l.get("index_fraction_of_raw"),
         "cpu_tantivy": c["raw_tantivy"]["cpu_seconds"],
         "cpu_tripline": l.get("daemon_cpu_seconds") or float("nan"),
+        "syslog_tcp": json.load(open(os.path.join(w, f"syslog-{r}.json")))["searchable"]["events_per_s"],
+        "syslog_http": json.load(open(os.path.join(w, f"syslog-http-{r}.json")))["searchable"]["events_per_s"],
     })
 print(f"{'round':>5} {'serde_json':>10} {'tantivy':>9} {'merged':>9} {'~1/s':>9} {'acked':>9} {'searchable':>10} {'ratio':>6} {'vs ~1/s':>7} {'cpu s':>11} {'cpu ratio':>9}")
 for i, x in enumerate(rows, 1):
@@ -74,6 +81,12 @@ print(f"median tripline searchable / raw tantivy (commits ~1/s):  {med('ratio_co
 # interval behind. The searchable figure above also pays one final wait.
 print(f"median tripline acked (durable) / raw tantivy (one commit): {med('ratio_acked'):.2f}")
 print(f"median CPU seconds raw tantivy / tripline (same events):  {med('cpu_ratio'):.2f}")
+for x in rows:
+    x["syslog_ratio"] = x["syslog_tcp"] / x["searchable"]
+    x["syslog_vs_http_syslog"] = x["syslog_tcp"] / x["syslog_http"]
+print("syslog over TCP, searchable events/s per round: " + ", ".join(f"{x['syslog_tcp']:.0f}" for x in rows))
+print(f"median syslog over TCP / HTTP NDJSON (searchable events/s): {med('syslog_ratio'):.2f}   (target >= 0.8)")
+print(f"median syslog over TCP / the same lines over HTTP:           {med('syslog_vs_http_syslog'):.2f}")
 print(f"median tripline searchable events/s: {med('searchable'):.0f}; ack p99 {med('p99'):.0f} ms; "
       f"ack-to-searchable {med('lag'):.0f} ms; peak RSS {med('rss')} MiB; index/raw {med('disk')}")
 PY

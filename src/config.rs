@@ -285,8 +285,8 @@ impl Default for SyslogSection {
 }
 
 impl SyslogSection {
-    /// The listener's settings.
-    pub fn listener_config(&self) -> ingest::listener::SyslogConfig {
+    /// The listener's settings; `max_unindexed_bytes` is the WAL's.
+    pub fn listener_config(&self, max_unindexed_bytes: u64) -> ingest::listener::SyslogConfig {
         ingest::listener::SyslogConfig {
             source: self.source.clone(),
             format: self.format,
@@ -294,6 +294,8 @@ impl SyslogSection {
             max_connections: self.max_connections,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_frame_bytes: self.max_frame_bytes,
+            udp_queue: self.udp_queue,
+            max_unindexed_bytes,
             ..ingest::listener::SyslogConfig::default()
         }
     }

@@ -172,7 +172,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let mut syslog_tasks = Vec::new();
     if let Some((tcp, udp)) = syslog {
         let addr = tcp.local_addr()?;
-        let listener_config = Arc::new(config.syslog.listener_config());
+        let listener_config = Arc::new(config.syslog.listener_config(config.wal.max_unindexed_bytes));
         syslog_tasks.push(tokio::spawn(syslog_listener::run_tcp(
             tcp,
             ingestor.clone(),

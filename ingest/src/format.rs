@@ -790,6 +790,59 @@ mod tests {
         }
     }
 
+    /// The issue's hostile cases, in every format: each line is an event
+    /// (parsed, or raw with a reason), and nothing of it is lost.
+    #[test]
+    fn hostile_lines_in_every_format_become_events() {
+        let mb = |prefix: &str| {
+            let mut l = prefix.as_bytes().to_vec();
+            l.resize(1_000_000, b'a');
+            l
+        };
+        let lines: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"<".to_vec(),
+            b"<34>1 2003-10-11T22:14:15.003Z host app - - [x a=\"".to_vec(),
+            b"CEF:0|a|b|c|d|e|5|src=10.0.0.1 msg=a\x00b\r\nc".to_vec(),
+            b"LEEF:2.0|V|P|1|E|^|a=\x00^b=\r\n".to_vec(),
+            b"k=\"a\r\nb\x00\" j=\xff\xfe".to_vec(),
+            b"\x00\x01\x02\xff\xfe\xfd binary".to_vec(),
+            b"<13>Jan  2 10:00:00 gw app: nul \x00 inside, cr \r inside".to_vec(),
+            b"9223372036854775808 <13>Jan  2 10:00:00 gw app: x".to_vec(),
+            mb("<13>Jan  2 10:00:00 gw app: "),
+            mb("CEF:0|a|b|c|d|e|5|msg="),
+            mb("10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] \"GET /"),
+            mb("k=\""),
+        ];
+        let limits = Limits::default();
+        let ctx = LineContext {
+            limits: &limits,
+            now: OffsetDateTime::now_utc(),
+        };
+        for format in Format::ALL {
+            for line in &lines {
+                let p = parse_line(format, 1, line, &ctx);
+                let show = String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();
+                match &p.failure {
+                    Some(f) => {
+                        let message = p
+                            .event
+                            .get_str("message")
+                            .unwrap_or_else(|| panic!("{format} {show}: no message"));
+                        assert_eq!(
+                            message.len(),
+                            String::from_utf8_lossy(line).len(),
+                            "{format} {show}: {}",
+                            f.reason
+                        );
+                        assert!(p.event.has_tag(schemas::tags::PARSE_FAILURE));
+                    }
+                    None => assert!(!p.event.is_empty() || line.is_empty(), "{format} {show}"),
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_in_any_format_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), i in 0usize..10) {

@@ -57,6 +57,10 @@ pub struct SyslogConfig {
     pub max_read_bytes: usize,
     /// UDP datagrams queued for the WAL; more are dropped and counted.
     pub udp_queue: usize,
+    /// While the log holds more bytes than this that its consumers have
+    /// not released (the indexer lags or has failed), the listener reads
+    /// nothing more: the WAL cannot grow until the disk is full.
+    pub max_unindexed_bytes: u64,
 }
 
 impl Default for SyslogConfig {
@@ -68,8 +72,9 @@ impl Default for SyslogConfig {
             max_connections: 256,
             idle_timeout: Duration::from_secs(600),
             max_frame_bytes: 64 << 10,
-            max_read_bytes: 1 << 20,
+            max_read_bytes: 128 << 10,
             udp_queue: 16_384,
+            max_unindexed_bytes: 1 << 30,
         }
     }
 }
@@ -388,6 +393,9 @@ impl Connection {
 /// Appends frames through the ingestor, waiting for an ingest slot while
 /// ingest is busy (the sender waits meanwhile: nothing more is read).
 async fn append(ingestor: &Ingestor, config: &SyslogConfig, frames: Vec<Bytes>) -> Result<(), IngestError> {
+    while ingestor.wal().unreleased_bytes() > config.max_unindexed_bytes {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let admission = loop {
         match ingestor.admit().await {
             Ok(a) => break a,

@@ -55,6 +55,9 @@ struct Args {
     /// Events per second to offer (open model); 0: as fast as acknowledged.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// The lines' format (`?format=`); default: the server's (auto).
+    #[arg(long)]
+    format: Option<String>,
 }
 
 struct Spawned {
@@ -192,7 +195,11 @@ fn main() -> anyhow::Result<()> {
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
         .into();
-    let url = format!("{base}/api/v1/ingest?source=load");
+    let url = match &args.format {
+        Some(f) => format!("{base}/api/v1/ingest?source=load&format={f}"),
+        None => format!("{base}/api/v1/ingest?source=load"),
+    };
+    let marker_url = format!("{base}/api/v1/ingest?source=load");
     let auth = format!("Bearer {token}");
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(batches.len())));
@@ -259,7 +266,7 @@ fn main() -> anyhow::Result<()> {
     let marker_body = json!({"event": {"id": marker}, "message": "load marker"}).to_string();
     let sent = Instant::now();
     let resp = agent
-        .post(&url)
+        .post(&marker_url)
         .header("Authorization", &auth)
         .send(marker_body.as_bytes())?;
     if resp.status().as_u16() != 200 {
