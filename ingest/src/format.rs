@@ -537,7 +537,10 @@ fn leef_fields(event: &mut Event, l: &leef::Leef<'_>) {
 }
 
 fn logfmt_event(bytes: &[u8]) -> Result<Event, FormatError> {
-    let pairs = logfmt::parse(bytes)?;
+    Ok(logfmt_pairs(bytes, logfmt::parse(bytes)?))
+}
+
+fn logfmt_pairs(bytes: &[u8], pairs: Vec<(&str, logfmt::Value<'_>)>) -> Event {
     let mut event = Event::new();
     for (k, v) in pairs {
         match v {
@@ -549,7 +552,7 @@ fn logfmt_event(bytes: &[u8]) -> Result<Event, FormatError> {
     if event.get(fields::MESSAGE).is_none() {
         event.insert(fields::MESSAGE, String::from_utf8_lossy(bytes).into_owned());
     }
-    Ok(event)
+    event
 }
 
 fn clf_event(bytes: &[u8]) -> Result<Event, FormatError> {

@@ -488,6 +488,66 @@ async fn write_datagrams(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::IngestConfig;
+    use tokio::io::AsyncWriteExt;
+    use wal::{Lsn, Wal, WalConfig, WalMetrics};
+
+    /// Shutdown while frames are read but wait for ingest: they are
+    /// appended to the WAL before the listener returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_read_before_shutdown_reach_the_wal_before_the_listener_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let (wal, _) = Wal::open(WalConfig::new(dir.path()), vec![], Lsn(0), WalMetrics::default(), tx).unwrap();
+        let ingestor = Ingestor::new(
+            Arc::new(wal),
+            IngestConfig {
+                max_concurrent_requests: 1,
+                queue_timeout: Duration::from_millis(20),
+                ..IngestConfig::default()
+            },
+            crate::IngestMetrics::default(),
+        );
+        // Ingest is busy: the listener will read, then wait for a slot.
+        let busy = ingestor.admit().await.unwrap();
+        let (tcp, _udp) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let listener = tokio::spawn(run_tcp(
+            tcp,
+            ingestor.clone(),
+            Arc::new(SyslogConfig::default()),
+            SyslogMetrics::default(),
+            shutdown.clone(),
+        ));
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let frames: String = (0..500)
+            .map(|i| format!("<13>Jan  2 10:00:00 gw app: frame {i}\n"))
+            .collect();
+        conn.write_all(frames.as_bytes()).await.unwrap();
+        // Once the listener has timed out waiting for a slot, it holds the
+        // frames it read.
+        let overloaded = ingestor.metrics().overloaded.clone();
+        while overloaded.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        drop(busy);
+        tokio::time::timeout(Duration::from_secs(30), listener)
+            .await
+            .unwrap()
+            .unwrap();
+        // The log hands a batch on after it acknowledges it.
+        let mut stored = 0;
+        while stored < 500 {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(d) => stored += d.batch.len(),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(stored, 500, "frames read before shutdown were lost");
+        drop(conn);
+    }
 
     #[test]
     fn the_default_allow_list_is_loopback_only() {

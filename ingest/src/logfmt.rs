@@ -26,7 +26,9 @@ fn key_char(b: u8) -> bool {
 /// Parses one line into its pairs, in order.
 pub fn parse(input: &[u8]) -> Result<Vec<(&str, Value<'_>)>, FormatError> {
     let at = |rest: &[u8], expected: &'static str| FormatError::at(input, rest, expected);
-    let mut pairs = Vec::new();
+    // Sized once from the `=` signs (a pair each, flags aside), so a long
+    // line is not copied at each doubling.
+    let mut pairs = Vec::with_capacity(memchr::memchr_iter(b'=', input).count().min(input.len() / 2 + 1));
     let mut rest = input;
     loop {
         rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];

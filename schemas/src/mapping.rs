@@ -19,6 +19,10 @@
 //!   service name goes to `source.domain`), a fixed `value` written when the
 //!   source is present, and an `if_absent` value written when it is not.
 //!
+//! `keep_originals = false` removes the source fields once mapped: only
+//! for names a parser made up for what it read inside a message (sshd's),
+//! never for a format's own fields.
+//!
 //! A target that already has a value keeps it: the first rule that fills a
 //! field wins, and what the sender or the parser set explicitly is never
 //! overwritten. A source holding an array is read through its first element.
@@ -147,10 +151,16 @@ struct MappingFile {
     format: String,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default = "yes")]
+    keep_originals: bool,
     #[serde(default, rename = "static")]
     statics: BTreeMap<String, toml::Value>,
     #[serde(default)]
     field: Vec<Rule>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The mapping of one format.
@@ -158,6 +168,10 @@ struct MappingFile {
 pub struct Mapping {
     /// The format it applies to.
     pub format: String,
+    /// Whether the source fields stay beside their targets (the default).
+    /// `false` only for names a parser made up for what it read inside a
+    /// message (sshd's): the message is the original, and stays.
+    pub keep_originals: bool,
     /// What it maps.
     pub description: Option<String>,
     /// Fields every event of the format gets.
@@ -199,6 +213,7 @@ impl Mapping {
         }
         Ok(Mapping {
             format: file.format,
+            keep_originals: file.keep_originals,
             description: file.description,
             statics,
             rules: file.field,
@@ -238,6 +253,11 @@ impl Mapping {
         for (name, v) in &self.statics {
             if event.get(name).is_none() {
                 event.insert(name.clone(), v.clone());
+            }
+        }
+        if !self.keep_originals {
+            for rule in &self.rules {
+                event.remove(&rule.from);
             }
         }
     }
@@ -367,6 +387,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("rename"));
+    }
+
+    #[test]
+    fn a_mapping_that_does_not_keep_originals_removes_its_sources() {
+        let text = "format = \"t\"\nkeep_originals = false\n[[field]]\nfrom = \"x.user\"\nto = \"user.name\"\n";
+        let m = Mapping::from_toml(text, "t").unwrap();
+        let mut e = event(json!({"x": {"user": "bob", "other": 1}}));
+        m.apply(&mut e);
+        assert_eq!(e.get("user.name"), Some(&json!("bob")));
+        assert_eq!(e.get("x.user"), None);
+        assert_eq!(e.get("x.other"), Some(&json!(1)));
     }
 
     /// (rule, source event, expected target values)

@@ -116,6 +116,22 @@ fn main() -> anyhow::Result<()> {
     }
     let searchable = t0.elapsed();
     let cpu = cpu_seconds(child.id()).zip(cpu0).map(|(b, a)| b - a);
+    // How the lines were batched: WAL records (one per read round) and
+    // fsyncs (group commits).
+    let metrics = agent
+        .get(&format!("{}/metrics", hs.base))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()?
+        .body_mut()
+        .read_to_string()?;
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let records = metric("tripline_wal_batch_requests_sum ");
+    let fsyncs = metric("tripline_wal_batch_requests_count ");
     let rss = peak_rss(child.id()).map(|b| b / (1 << 20));
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
@@ -134,6 +150,9 @@ fn main() -> anyhow::Result<()> {
             },
             "daemon_cpu_seconds": cpu.map(|c| (c * 100.0).round() / 100.0),
             "daemon_peak_rss_mb": rss,
+            "wal_records": records,
+            "wal_fsyncs": fsyncs,
+            "lines_per_record": (total as f64 / records).round(),
         })
     );
     Ok(())
