@@ -281,3 +281,29 @@ fn a_listener_in_auto_format_parses_each_frame_by_its_own_format() {
     let (_, all) = search(&d.base, ADMIN, json!({"query": "tags:_parse_failure"}));
     assert_eq!(all["total"], 0, "{all}");
 }
+
+/// A silent connection is closed after the idle timeout; one over the
+/// connection limit is closed at once; both are counted.
+#[test]
+fn idle_and_surplus_connections_are_closed_and_counted() {
+    let (_dir, d, addr) = boot("[syslog]\nidle_timeout_secs = 3\nmax_connections = 1\n");
+    let mut first = TcpStream::connect(addr).unwrap();
+    first.write_all(b"<13>Jan  2 10:00:00 gw app: first\n").unwrap();
+    // The only slot is taken: the second connection is closed unread.
+    let mut second = TcpStream::connect(addr).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)));
+    // The first goes silent and is closed after the timeout.
+    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    assert!(matches!(first.read(&mut buf), Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let m = metrics_text(&d);
+    assert!(m.contains("tripline_syslog_connections_refused_total 1"), "{m}");
+    assert!(m.contains("tripline_syslog_idle_closed_total 1"), "{m}");
+    wait_total(&d.base, "first", 1);
+    // Its slot is free again.
+    TcpStream::connect(addr).unwrap().write_all(b"<13>Jan  2 10:00:00 gw app: third\n").unwrap();
+    wait_total(&d.base, "third", 1);
+}
