@@ -304,6 +304,9 @@ fn idle_and_surplus_connections_are_closed_and_counted() {
     assert!(m.contains("tripline_syslog_idle_closed_total 1"), "{m}");
     wait_total(&d.base, "first", 1);
     // Its slot is free again.
-    TcpStream::connect(addr).unwrap().write_all(b"<13>Jan  2 10:00:00 gw app: third\n").unwrap();
+    TcpStream::connect(addr)
+        .unwrap()
+        .write_all(b"<13>Jan  2 10:00:00 gw app: third\n")
+        .unwrap();
     wait_total(&d.base, "third", 1);
 }
