@@ -1,0 +1,55 @@
+//! Detection: Sigma rules (specification v2.1) compiled once and evaluated
+//! on events.
+//!
+//! - [`condition`]: the condition language, parsed with nom.
+//! - [`matcher`]: value tests (wildcards, regexes, networks, numbers, time
+//!   parts) and the transformations (`windash`, `base64`, `base64offset`,
+//!   `utf16*`).
+//! - [`rule`]: rule documents read from YAML and compiled; a rule that uses
+//!   anything not implemented is refused with its id, file and reason.
+//!
+//! ```
+//! use detect::rule::{parse_file, Document};
+//!
+//! let text = r#"
+//! title: Console login without MFA
+//! id: 00000000-0000-0000-0000-000000000001
+//! logsource: {product: aws, service: cloudtrail}
+//! detection:
+//!     selection:
+//!         eventName: ConsoleLogin
+//!         additionalEventData.MFAUsed: 'No'
+//!     condition: selection
+//! level: medium
+//! "#;
+//! let Ok(Document::Rule(rule)) = parse_file(text, "t.yml").remove(0) else { panic!() };
+//! let event = schemas::Event::from_json(serde_json::json!(
+//!     {"eventName": "ConsoleLogin", "additionalEventData": {"MFAUsed": "No"}})).unwrap();
+//! assert!(rule.matches(&event));
+//! ```
+
+pub mod condition;
+pub mod matcher;
+pub mod rule;
+
+use schemas::ErrorCode;
+
+/// Errors of the detection crate.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DetectError {
+    /// The file is not YAML.
+    #[error("{file}: not YAML: {reason}")]
+    Yaml { file: String, reason: String },
+    /// A rule this engine will not evaluate, and why.
+    #[error("{file}: rule {rule} refused: {reason}")]
+    Refused { file: String, rule: String, reason: String },
+}
+
+impl DetectError {
+    /// The kind of error, for the API.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            DetectError::Yaml { .. } | DetectError::Refused { .. } => ErrorCode::BadRequest,
+        }
+    }
+}

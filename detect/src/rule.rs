@@ -1,0 +1,591 @@
+//! Sigma rule documents: read from YAML, checked, compiled.
+//!
+//! A rule that uses anything this engine does not implement is refused
+//! with the reason; it is never half-evaluated.
+
+use std::collections::BTreeMap;
+
+use schemas::Event;
+use serde_json::Value;
+use yaml_serde::Value as Yaml;
+
+use crate::condition::{self, glob_match, Cond, Target};
+use crate::matcher::{self, Cmp, Matcher, Piece, TextMatch, TimePart};
+use crate::DetectError;
+
+/// Most variants `windash` may make of one value.
+const MAX_WINDASH_VARIANTS: usize = 1024;
+
+/// A compiled single-event rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `id` (a UUID), or the title when the rule has none.
+    pub id: String,
+    /// `name`, for references from correlation rules.
+    pub name: Option<String>,
+    /// `title`.
+    pub title: String,
+    /// `level` (informational, low, medium, high, critical).
+    pub level: Option<String>,
+    /// `status`.
+    pub status: Option<String>,
+    /// `tags` (ATT&CK and others).
+    pub tags: Vec<String>,
+    /// `logsource`: category, product, service.
+    pub logsource: LogSource,
+    condition: Vec<Cond>,
+    selections: BTreeMap<String, Selection>,
+}
+
+/// A rule's `logsource`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSource {
+    pub category: Option<String>,
+    pub product: Option<String>,
+    pub service: Option<String>,
+}
+
+/// A search identifier, compiled.
+#[derive(Debug, Clone)]
+enum Selection {
+    /// Maps, OR-ed; each map's tests AND-ed.
+    Maps(Vec<Vec<FieldTest>>),
+    /// Keywords over every value of the event, OR-ed (AND-ed with `|all`).
+    Keywords { all: bool, matchers: Vec<Matcher> },
+}
+
+#[derive(Debug, Clone)]
+struct FieldTest {
+    field: String,
+    test: Test,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    /// `null`: absent or null.
+    Null,
+    /// `exists: true|false`.
+    Exists(bool),
+    /// Values OR-ed (AND-ed with `all`), negated with `neq`. Each value is
+    /// a group: the variants a transformation made of it (`windash`,
+    /// `base64offset`), any of which matches.
+    Values {
+        all: bool,
+        negate: bool,
+        groups: Vec<Vec<Matcher>>,
+    },
+    /// `fieldref`: equal to another field's value (or not, with `neq`).
+    FieldRef {
+        other: Vec<String>,
+        negate: bool,
+        cased: bool,
+    },
+}
+
+impl Rule {
+    /// Whether the rule matches `event`.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.condition.iter().any(|c| self.eval(c, event))
+    }
+
+    fn eval(&self, c: &Cond, event: &Event) -> bool {
+        match c {
+            Cond::Or(v) => v.iter().any(|c| self.eval(c, event)),
+            Cond::And(v) => v.iter().all(|c| self.eval(c, event)),
+            Cond::Not(c) => !self.eval(c, event),
+            Cond::Ident(name) => self.selections.get(name).is_some_and(|s| s.matches(event)),
+            Cond::Of { all, target } => {
+                let mut chosen = self.selections.iter().filter(|(name, _)| match target {
+                    Target::Them => !name.starts_with('_'),
+                    Target::Pattern(p) => glob_match(p, name),
+                });
+                if *all {
+                    chosen.all(|(_, s)| s.matches(event))
+                } else {
+                    chosen.any(|(_, s)| s.matches(event))
+                }
+            }
+        }
+    }
+}
+
+impl Selection {
+    fn matches(&self, event: &Event) -> bool {
+        match self {
+            Selection::Maps(maps) => maps.iter().any(|tests| tests.iter().all(|t| t.matches(event))),
+            Selection::Keywords { all: true, matchers } => {
+                matchers.iter().all(|m| matcher::any_value_matches(event, m))
+            }
+            Selection::Keywords { all: false, matchers } => {
+                matchers.iter().any(|m| matcher::any_value_matches(event, m))
+            }
+        }
+    }
+}
+
+impl FieldTest {
+    fn matches(&self, event: &Event) -> bool {
+        let value = event.get(&self.field);
+        match &self.test {
+            Test::Null => matches!(value, None | Some(Value::Null)),
+            Test::Exists(want) => value.is_some() == *want,
+            Test::Values { all, negate, groups } => {
+                let group = |g: &Vec<Matcher>, v: &Value| g.iter().any(|m| m.is_match(v));
+                let hit = match value {
+                    None => false,
+                    Some(v) if *all => groups.iter().all(|g| group(g, v)),
+                    Some(v) => groups.iter().any(|g| group(g, v)),
+                };
+                hit != *negate
+            }
+            Test::FieldRef { other, negate, cased } => {
+                let eq = |a: &Value, b: &Value| match (a, b) {
+                    (Value::String(x), Value::String(y)) if !cased => x.to_lowercase() == y.to_lowercase(),
+                    (x, y) => x == y,
+                };
+                let hit = match value {
+                    None => false,
+                    Some(v) => other.iter().any(|o| event.get(o).is_some_and(|w| eq(v, w))),
+                };
+                hit != *negate
+            }
+        }
+    }
+}
+
+/// One document of a rule file, as read.
+#[derive(Debug)]
+pub enum Document {
+    /// A single-event detection rule.
+    Rule(Box<Rule>),
+    /// A correlation rule (not evaluated yet: refused by the caller).
+    Correlation { id: Option<String>, title: String },
+    /// A filter document.
+    Filter { id: Option<String>, title: String },
+}
+
+/// Reads every document of a rule file (YAML, `---`-separated).
+pub fn parse_file(text: &str, origin: &str) -> Vec<Result<Document, DetectError>> {
+    let mut out = Vec::new();
+    for doc in yaml_serde::Deserializer::from_str(text) {
+        let parsed = <Yaml as serde::Deserialize>::deserialize(doc)
+            .map_err(|e| DetectError::Yaml {
+                file: origin.to_string(),
+                reason: e.to_string(),
+            })
+            .and_then(|y| document(&y, origin));
+        out.push(parsed);
+    }
+    out
+}
+
+fn refuse(origin: &str, id: &str, reason: impl Into<String>) -> DetectError {
+    DetectError::Refused {
+        file: origin.to_string(),
+        rule: id.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn text(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+    y.as_mapping()?.get(Yaml::String(key.to_string()))
+}
+
+fn document(y: &Yaml, origin: &str) -> Result<Document, DetectError> {
+    let title = get(y, "title").and_then(text).unwrap_or_default();
+    let id = get(y, "id").and_then(text);
+    let shown = id.clone().unwrap_or_else(|| title.clone());
+    if get(y, "correlation").is_some() {
+        return Ok(Document::Correlation { id, title });
+    }
+    if get(y, "filter").is_some() {
+        return Ok(Document::Filter { id, title });
+    }
+    if title.is_empty() {
+        return Err(refuse(origin, &shown, "no title"));
+    }
+    let detection = get(y, "detection")
+        .and_then(Yaml::as_mapping)
+        .ok_or_else(|| refuse(origin, &shown, "no detection"))?;
+    let mut condition = Vec::new();
+    let mut selections = BTreeMap::new();
+    for (k, v) in detection {
+        let Some(name) = k.as_str() else {
+            return Err(refuse(origin, &shown, "a search identifier that is not a string"));
+        };
+        if name == "condition" {
+            let texts: Vec<String> = match v {
+                Yaml::Sequence(items) => items.iter().filter_map(text).collect(),
+                other => text(other).into_iter().collect(),
+            };
+            for t in texts {
+                condition.push(condition::parse(&t).map_err(|e| refuse(origin, &shown, e.to_string()))?);
+            }
+            continue;
+        }
+        if name == "timeframe" {
+            return Err(refuse(
+                origin,
+                &shown,
+                "timeframe (Sigma 1 aggregation) is not supported: use a correlation rule",
+            ));
+        }
+        let sel = selection(v).map_err(|reason| refuse(origin, &shown, format!("{name}: {reason}")))?;
+        selections.insert(name.to_string(), sel);
+    }
+    if condition.is_empty() {
+        return Err(refuse(origin, &shown, "no condition"));
+    }
+    for c in &condition {
+        check_identifiers(c, &selections).map_err(|reason| refuse(origin, &shown, reason))?;
+    }
+    let logsource = get(y, "logsource").map_or_else(LogSource::default, |l| LogSource {
+        category: get(l, "category").and_then(text),
+        product: get(l, "product").and_then(text),
+        service: get(l, "service").and_then(text),
+    });
+    let tags = match get(y, "tags") {
+        Some(Yaml::Sequence(t)) => t.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    };
+    Ok(Document::Rule(Box::new(Rule {
+        id: shown,
+        name: get(y, "name").and_then(text),
+        title,
+        level: get(y, "level").and_then(text),
+        status: get(y, "status").and_then(text),
+        tags,
+        logsource,
+        condition,
+        selections,
+    })))
+}
+
+fn check_identifiers(c: &Cond, selections: &BTreeMap<String, Selection>) -> Result<(), String> {
+    match c {
+        Cond::Or(v) | Cond::And(v) => v.iter().try_for_each(|c| check_identifiers(c, selections)),
+        Cond::Not(c) => check_identifiers(c, selections),
+        Cond::Ident(name) if !selections.contains_key(name) => Err(format!(
+            "the condition names {name:?}, which the detection does not define"
+        )),
+        Cond::Of {
+            target: Target::Pattern(p),
+            ..
+        } if !selections.keys().any(|k| glob_match(p, k)) => {
+            Err(format!("the condition's pattern {p:?} matches no search identifier"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn selection(v: &Yaml) -> Result<Selection, String> {
+    match v {
+        Yaml::Mapping(m) if m.len() == 1 && m.keys().next().and_then(Yaml::as_str) == Some("|all") => {
+            let values = m.values().next().map(values_of).unwrap_or_default();
+            Ok(Selection::Keywords {
+                all: true,
+                matchers: keyword_matchers(&values)?,
+            })
+        }
+        Yaml::Mapping(m) => Ok(Selection::Maps(vec![map_tests(m)?])),
+        Yaml::Sequence(items) if items.iter().all(|i| matches!(i, Yaml::Mapping(_))) => Ok(Selection::Maps(
+            items
+                .iter()
+                .filter_map(Yaml::as_mapping)
+                .map(map_tests)
+                .collect::<Result<_, _>>()?,
+        )),
+        Yaml::Sequence(items) if items.iter().all(|i| text(i).is_some()) => Ok(Selection::Keywords {
+            all: false,
+            matchers: keyword_matchers(items)?,
+        }),
+        other => text(other).map_or_else(
+            || Err("a search identifier must be a map, a list of maps or a list of values".to_string()),
+            |_| {
+                Ok(Selection::Keywords {
+                    all: false,
+                    matchers: keyword_matchers(std::slice::from_ref(other))?,
+                })
+            },
+        ),
+    }
+}
+
+fn values_of(v: &Yaml) -> Vec<Yaml> {
+    match v {
+        Yaml::Sequence(items) => items.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn keyword_matchers(values: &[Yaml]) -> Result<Vec<Matcher>, String> {
+    values
+        .iter()
+        .map(|v| {
+            let s = text(v).ok_or("keywords must be strings or numbers")?;
+            // A keyword matches anywhere in a value.
+            let mut p = vec![Piece::Any];
+            p.extend(matcher::pieces(&s));
+            p.push(Piece::Any);
+            Ok(Matcher::Text(TextMatch::new(&p, false)))
+        })
+        .collect()
+}
+
+fn map_tests(m: &yaml_serde::Mapping) -> Result<Vec<FieldTest>, String> {
+    m.iter()
+        .map(|(k, v)| {
+            let key = k.as_str().ok_or("a field name that is not a string")?;
+            field_test(key, v)
+        })
+        .collect()
+}
+
+/// Compiles `field|mod|mod: values`.
+fn field_test(key: &str, v: &Yaml) -> Result<FieldTest, String> {
+    let mut parts = key.split('|');
+    let field = parts.next().unwrap_or_default().to_string();
+    let mods: Vec<&str> = parts.collect();
+    if field.is_empty() {
+        return Err(format!("{key}: a field test needs a field name"));
+    }
+    let has = |m: &str| mods.contains(&m);
+    let known = [
+        "contains",
+        "startswith",
+        "endswith",
+        "all",
+        "exists",
+        "cased",
+        "neq",
+        "windash",
+        "re",
+        "i",
+        "m",
+        "s",
+        "base64",
+        "base64offset",
+        "utf16le",
+        "utf16be",
+        "utf16",
+        "wide",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "cidr",
+        "expand",
+        "fieldref",
+        "minute",
+        "hour",
+        "day",
+        "week",
+        "month",
+        "year",
+    ];
+    if let Some(m) = mods.iter().find(|m| !known.contains(m)) {
+        return Err(format!("{key}: unknown modifier {m:?}"));
+    }
+    if has("expand") {
+        return Err(format!(
+            "{key}: the expand modifier needs placeholder values, and none are configured"
+        ));
+    }
+    let values = values_of(v);
+    if values.iter().any(|v| matches!(v, Yaml::Null)) {
+        if values.len() > 1 || !mods.is_empty() {
+            return Err(format!("{key}: null must be a value of its own, without modifiers"));
+        }
+        return Ok(FieldTest {
+            field,
+            test: Test::Null,
+        });
+    }
+    if has("exists") {
+        return match (values.as_slice(), mods.len()) {
+            ([Yaml::Bool(b)], 1) => Ok(FieldTest {
+                field,
+                test: Test::Exists(*b),
+            }),
+            _ => Err(format!("{key}: exists takes one boolean and no other modifier")),
+        };
+    }
+    let negate = has("neq");
+    let cased = has("cased");
+    if has("fieldref") {
+        let other = values
+            .iter()
+            .map(text)
+            .collect::<Option<Vec<_>>>()
+            .ok_or("fieldref takes field names")?;
+        return Ok(FieldTest {
+            field,
+            test: Test::FieldRef { other, negate, cased },
+        });
+    }
+    let all = has("all");
+    if all && values.len() < 2 {
+        return Err(format!("{key}: all needs a list of at least two values"));
+    }
+    let strings: Vec<String> = values
+        .iter()
+        .map(|v| text(v).ok_or_else(|| format!("{key}: values must be strings, numbers or booleans")))
+        .collect::<Result<_, _>>()?;
+    let cmp = [("lt", Cmp::Lt), ("lte", Cmp::Lte), ("gt", Cmp::Gt), ("gte", Cmp::Gte)]
+        .into_iter()
+        .find(|(m, _)| has(m))
+        .map(|(_, c)| c);
+    let part = [
+        ("minute", TimePart::Minute),
+        ("hour", TimePart::Hour),
+        ("day", TimePart::Day),
+        ("week", TimePart::Week),
+        ("month", TimePart::Month),
+        ("year", TimePart::Year),
+    ]
+    .into_iter()
+    .find(|(m, _)| has(m))
+    .map(|(_, p)| p);
+    let number = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{key}: {s:?} is not a number"))
+    };
+    let one = |m: Matcher| vec![m];
+    let groups: Vec<Vec<Matcher>> = if let Some(part) = part {
+        strings
+            .iter()
+            .map(|s| Ok(one(Matcher::TimePart(part, cmp.unwrap_or(Cmp::Eq), number(s)?))))
+            .collect::<Result<_, String>>()?
+    } else if let Some(cmp) = cmp {
+        strings
+            .iter()
+            .map(|s| Ok(one(Matcher::Number(cmp, number(s)?))))
+            .collect::<Result<_, String>>()?
+    } else if has("cidr") {
+        strings
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map(|n| one(Matcher::Cidr(n)))
+                    .map_err(|_| format!("{key}: {s:?} is not a network"))
+            })
+            .collect::<Result<_, String>>()?
+    } else if has("re") {
+        strings
+            .iter()
+            .map(|s| {
+                matcher::regex(s, has("i"), has("m"), has("s"))
+                    .map(|r| one(Matcher::Regex(r)))
+                    .map_err(|e| format!("{key}: regex {s:?}: {e}"))
+            })
+            .collect::<Result<_, String>>()?
+    } else {
+        text_matchers(key, &mods, &strings, cased)?
+    };
+    Ok(FieldTest {
+        field,
+        test: Test::Values { all, negate, groups },
+    })
+}
+
+/// The string path: transformations in the order written, then the
+/// wildcards of `contains` / `startswith` / `endswith`.
+fn text_matchers(key: &str, mods: &[&str], strings: &[String], cased: bool) -> Result<Vec<Vec<Matcher>>, String> {
+    let mut out = Vec::new();
+    for s in strings {
+        let mut group = Vec::new();
+        // Values as bytes (UTF-16 makes non-UTF-8), each possibly several.
+        let mut values: Vec<Vec<u8>> = vec![s.clone().into_bytes()];
+        let mut transformed = false;
+        let mut utf16_pending = false;
+        for m in mods {
+            match *m {
+                "windash" => {
+                    let mut next = Vec::new();
+                    for v in &values {
+                        let text = String::from_utf8_lossy(v);
+                        let variants = matcher::windash(&text, MAX_WINDASH_VARIANTS)
+                            .ok_or_else(|| format!("{key}: windash would make too many variants"))?;
+                        next.extend(variants.into_iter().map(String::into_bytes));
+                    }
+                    values = next;
+                }
+                "utf16le" | "wide" | "utf16be" | "utf16" => {
+                    transformed = true;
+                    utf16_pending = true;
+                    values = values
+                        .iter()
+                        .map(|v| {
+                            let text = String::from_utf8_lossy(v);
+                            let units = text.encode_utf16();
+                            let mut b = Vec::new();
+                            if *m == "utf16" {
+                                b.extend_from_slice(&[0xFF, 0xFE]);
+                            }
+                            for u in units {
+                                if *m == "utf16be" {
+                                    b.extend_from_slice(&u.to_be_bytes());
+                                } else {
+                                    b.extend_from_slice(&u.to_le_bytes());
+                                }
+                            }
+                            b
+                        })
+                        .collect();
+                }
+                "base64" => {
+                    transformed = true;
+                    utf16_pending = false;
+                    values = values.iter().map(|v| matcher::base64(v).into_bytes()).collect();
+                }
+                "base64offset" => {
+                    transformed = true;
+                    utf16_pending = false;
+                    values = values
+                        .iter()
+                        .flat_map(|v| matcher::base64_offsets(v))
+                        .map(String::into_bytes)
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        if utf16_pending {
+            return Err(format!(
+                "{key}: a UTF-16 value must be base64-encoded to be matched against text"
+            ));
+        }
+        let wrap_start = mods.iter().any(|m| matches!(*m, "contains" | "endswith"));
+        let wrap_end = mods.iter().any(|m| matches!(*m, "contains" | "startswith"));
+        for v in values {
+            let text = String::from_utf8(v)
+                .map_err(|_| format!("{key}: a UTF-16 value must be base64-encoded to be matched against text"))?;
+            let mut p = Vec::new();
+            if wrap_start {
+                p.push(Piece::Any);
+            }
+            if transformed {
+                p.push(Piece::Lit(text));
+            } else {
+                p.extend(matcher::pieces(&text));
+            }
+            if wrap_end {
+                p.push(Piece::Any);
+            }
+            // base64 text is case-sensitive by nature.
+            group.push(Matcher::Text(TextMatch::new(&p, cased || transformed)));
+        }
+        out.push(group);
+    }
+    Ok(out)
+}

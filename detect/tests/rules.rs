@@ -1,0 +1,298 @@
+//! Rules against events: data-driven (rule, events that must match, events
+//! that must not), and SigmaHQ's rules in `../shared/data/sigma` loaded.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use detect::rule::{parse_file, Document, Rule};
+use schemas::Event;
+use serde_json::{json, Value};
+
+fn rule(detection: &str) -> Rule {
+    let text = format!("title: t\nid: r\nlogsource: {{product: test}}\ndetection:\n{detection}");
+    match parse_file(&text, "t.yml").remove(0) {
+        Ok(Document::Rule(r)) => *r,
+        other => panic!("{detection}\n=> {other:?}"),
+    }
+}
+
+fn event(v: Value) -> Event {
+    Event::from_json(v).unwrap()
+}
+
+/// (detection, events that match, events that do not)
+fn cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
+    vec![
+        // Maps AND, lists OR, case-insensitive by default.
+        (
+            "  sel:\n    EventLog: Security\n    EventID: [517, 1102]\n  condition: sel",
+            vec![json!({"EventLog": "security", "EventID": 517}), json!({"EventLog": "Security", "EventID": "1102"})],
+            vec![json!({"EventLog": "Security", "EventID": 4624}), json!({"EventID": 517})],
+        ),
+        // A list of maps is OR.
+        (
+            "  sel:\n    - Image|endswith: '\\example.exe'\n    - Description|contains: 'Test executable'\n  condition: sel",
+            vec![json!({"Image": "C:\\x\\EXAMPLE.EXE"}), json!({"Description": "a test Executable here"})],
+            vec![json!({"Image": "C:\\example.exe.bak"})],
+        ),
+        // Wildcards and escapes.
+        (
+            "  sel:\n    f: 'prog?.exe'\n    g: 'a\\*b*'\n  condition: sel",
+            vec![json!({"f": "progA.exe", "g": "a*bcd"})],
+            vec![json!({"f": "progAB.exe", "g": "a*b"}), json!({"f": "progA.exe", "g": "axbcd"})],
+        ),
+        // null: absent or null; '' is the empty string.
+        (
+            "  sel:\n    EventID: 4738\n  filter:\n    PasswordLastSet: null\n  condition: sel and not filter",
+            vec![json!({"EventID": 4738, "PasswordLastSet": "x"})],
+            vec![json!({"EventID": 4738}), json!({"EventID": 4738, "PasswordLastSet": null})],
+        ),
+        (
+            "  sel:\n    f: ''\n  condition: sel",
+            vec![json!({"f": ""})],
+            vec![json!({"f": "x"}), json!({})],
+        ),
+        // Keywords: anywhere in any value; |all makes them AND.
+        (
+            "  keywords:\n    - 'event::clear'\n    - 'event::drop'\n  condition: keywords",
+            vec![json!({"message": "mimikatz # EVENT::Clear"}), json!({"cmd": ["x", "event::drop"]})],
+            vec![json!({"message": "event::list"})],
+        ),
+        (
+            "  kw:\n    '|all':\n      - 'OabVirtualDirectory'\n      - ' -ExternalUrl '\n  condition: kw",
+            vec![json!({"message": "Set-OabVirtualDirectory -ExternalUrl x"})],
+            vec![json!({"message": "Set-OabVirtualDirectory"})],
+        ),
+        // contains|all, startswith, cased, neq, exists.
+        (
+            "  sel:\n    cmd|contains|all: [' -a ', ' -b ']\n    user|startswith: adm\n  condition: sel",
+            vec![json!({"cmd": "x -b  -a y", "user": "ADMIN"}), json!({"cmd": "x -a -b -a  -b ", "user": "adm"})],
+            vec![json!({"cmd": "x -a y", "user": "admin"}), json!({"cmd": " -a  -b ", "user": "root"})],
+        ),
+        (
+            "  sel:\n    f|cased: Abc\n  condition: sel",
+            vec![json!({"f": "Abc"})],
+            vec![json!({"f": "abc"})],
+        ),
+        (
+            "  sel:\n    f|neq: [a, b]\n    g|exists: true\n    h|exists: false\n  condition: sel",
+            vec![json!({"f": "c", "g": null})],
+            vec![json!({"f": "A", "g": 1}), json!({"f": "c"}), json!({"f": "c", "g": 1, "h": 1})],
+        ),
+        // Regular expressions: case-sensitive unless |i.
+        (
+            "  a:\n    f|re: '^ab+c$'\n  b:\n    g|re|i: '^X'\n  condition: a or b",
+            vec![json!({"f": "abbc"}), json!({"g": "xyz"})],
+            vec![json!({"f": "ABC"}), json!({"g": "yx"})],
+        ),
+        // Numbers, networks, time parts.
+        (
+            "  sel:\n    status|gte: 500\n    src|cidr: ['10.0.0.0/8', '2001:db8::/32']\n  condition: sel",
+            vec![json!({"status": 503, "src": "10.2.3.4"}), json!({"status": "500", "src": "2001:db8::7"})],
+            vec![json!({"status": 404, "src": "10.2.3.4"}), json!({"status": 503, "src": "192.168.0.1"})],
+        ),
+        (
+            "  sel:\n    '@timestamp|hour|gte': 22\n  condition: sel",
+            vec![json!({"@timestamp": "2026-12-02T23:00:00Z"})],
+            vec![json!({"@timestamp": "2026-12-02T08:00:00Z"})],
+        ),
+        // Encodings: base64offset|contains over a base64 blob, utf16le|base64.
+        (
+            "  sel:\n    cmd|base64offset|contains: 'http://'\n  condition: sel",
+            vec![
+                json!({"cmd": "powershell -enc aHR0cDovL2V2aWwuY29t"}),
+                json!({"cmd": "x IGh0dHA6Ly9ldmls"}),
+                json!({"cmd": "x YWJodHRwOi8vZXZpbA=="}),
+            ],
+            vec![json!({"cmd": "http://evil.com"})],
+        ),
+        (
+            "  sel:\n    cmd|utf16le|base64|contains: 'cmd'\n  condition: sel",
+            vec![json!({"cmd": "x YwBtAGQA y"})],
+            vec![json!({"cmd": "x Y21k y"})],
+        ),
+        // windash: any dash for any dash.
+        (
+            "  sel:\n    cmd|windash|contains: ' -enc '\n  condition: sel",
+            vec![json!({"cmd": "ps /enc x"}), json!({"cmd": "ps \u{2013}enc x"}), json!({"cmd": "ps -enc x"})],
+            vec![json!({"cmd": "ps enc x"})],
+        ),
+        // fieldref: one field equal to another.
+        (
+            "  sel:\n    user|fieldref: target\n  condition: sel",
+            vec![json!({"user": "Bob", "target": "bob"})],
+            vec![json!({"user": "bob", "target": "alice"}), json!({"user": "bob"})],
+        ),
+        // Conditions: 1 of / all of / them, _ excluded, lists of conditions.
+        (
+            "  selection_a:\n    a: 1\n  selection_b:\n    b: 1\n  _hidden:\n    c: 1\n  condition: all of selection_*",
+            vec![json!({"a": 1, "b": 1})],
+            vec![json!({"a": 1})],
+        ),
+        (
+            "  a:\n    a: 1\n  _hidden:\n    c: 1\n  condition: all of them",
+            vec![json!({"a": 1})],
+            vec![json!({"c": 1})],
+        ),
+        (
+            "  a:\n    a: 1\n  b:\n    b: 1\n  condition:\n    - a\n    - b",
+            vec![json!({"a": 1}), json!({"b": 1})],
+            vec![json!({"c": 1})],
+        ),
+        // Dotted fields reach nested JSON (flattened at ingest).
+        (
+            "  sel:\n    userIdentity.type: Root\n    eventName|startswith: Delete\n  condition: sel",
+            vec![json!({"userIdentity": {"type": "Root"}, "eventName": "DeleteTrail"})],
+            vec![json!({"userIdentity": {"type": "IAMUser"}, "eventName": "DeleteTrail"})],
+        ),
+    ]
+}
+
+#[test]
+fn each_modifier_and_condition_form_matches_what_it_should() {
+    for (detection, yes, no) in cases() {
+        let r = rule(detection);
+        for e in yes {
+            assert!(r.matches(&event(e.clone())), "{detection}\nshould match {e}");
+        }
+        for e in no {
+            assert!(!r.matches(&event(e.clone())), "{detection}\nshould not match {e}");
+        }
+    }
+}
+
+/// (detection, words in the refusal)
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "  sel:\n    f|nosuch: x\n  condition: sel",
+        "unknown modifier \"nosuch\"",
+    ),
+    ("  sel:\n    f|expand: '%Servers%'\n  condition: sel", "placeholder"),
+    ("  sel:\n    f: x\n  condition: sel and other", "does not define"),
+    (
+        "  sel:\n    f: x\n  condition: 1 of filter*",
+        "matches no search identifier",
+    ),
+    ("  sel:\n    f: x\n  condition: sel | count() > 5", "does not parse"),
+    ("  sel:\n    f: x\n  timeframe: 5m\n  condition: sel", "timeframe"),
+    ("  sel:\n    f|all: x\n  condition: sel", "all needs a list"),
+    (
+        "  sel:\n    f: ['', null]\n  condition: sel",
+        "null must be a value of its own",
+    ),
+    ("  sel:\n    f|re: '(unclosed'\n  condition: sel", "regex"),
+    ("  sel:\n    f|cidr: 'not/a/net'\n  condition: sel", "not a network"),
+    ("  sel:\n    f|gt: many\n  condition: sel", "not a number"),
+    ("  sel:\n    f|utf16le: x\n  condition: sel", "base64-encoded"),
+];
+
+#[test]
+fn rules_using_what_is_not_implemented_are_refused_with_the_reason() {
+    for (detection, want) in REFUSED {
+        let text = format!("title: t\nid: r\ndetection:\n{detection}");
+        match parse_file(&text, "t.yml").remove(0) {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(want) && e.contains("t.yml") && e.contains("rule r"),
+                    "{detection}: {e}"
+                );
+            }
+            Ok(d) => panic!("{detection} was accepted: {d:?}"),
+        }
+    }
+}
+
+fn sigma_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/sigma")
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(path);
+        }
+    }
+}
+
+/// Loads every SigmaHQ rule in the shared data and reports what loaded and
+/// why the rest did not. The floor is what this engine loads today; the
+/// issue's target is 97%.
+#[test]
+fn sigmahq_rules_load_and_every_refusal_has_a_reason() {
+    let mut files = Vec::new();
+    yaml_files(&sigma_dir(), &mut files);
+    assert!(files.len() >= 700, "{} rule files", files.len());
+    let (mut loaded, mut refused) = (0, Vec::new());
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for doc in parse_file(&text, &f.display().to_string()) {
+            match doc {
+                Ok(Document::Rule(_)) => loaded += 1,
+                Ok(Document::Correlation { .. }) => *kinds.entry("correlation").or_default() += 1,
+                Ok(Document::Filter { .. }) => *kinds.entry("filter").or_default() += 1,
+                Err(e) => refused.push(e.to_string()),
+            }
+        }
+    }
+    let total = loaded + refused.len();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &refused {
+        let reason = r.split(" refused: ").nth(1).unwrap_or(r);
+        let reason = reason.rsplit(':').next().unwrap_or(reason).trim().to_string();
+        *reasons.entry(reason).or_default() += 1;
+    }
+    eprintln!("{loaded} of {total} rules loaded; other documents {kinds:?}");
+    for (reason, n) in &reasons {
+        eprintln!("{n:>4}  {reason}");
+    }
+    for r in refused.iter().take(20) {
+        eprintln!("  {r}");
+    }
+    assert!(loaded * 100 >= total * 97, "{loaded} of {total} loaded");
+}
+
+/// The CloudTrail records of the shared attack dataset against SigmaHQ's
+/// AWS CloudTrail rules: which fire.
+#[test]
+fn sigmahq_aws_rules_over_the_shared_cloudtrail_records() {
+    let mut files = Vec::new();
+    yaml_files(&sigma_dir().join("rules/cloud/aws"), &mut files);
+    let rules: Vec<Rule> = files
+        .iter()
+        .flat_map(|f| parse_file(&std::fs::read_to_string(f).unwrap(), &f.display().to_string()))
+        .filter_map(|d| match d {
+            Ok(Document::Rule(r)) if r.logsource.service.as_deref() == Some("cloudtrail") => Some(*r),
+            _ => None,
+        })
+        .collect();
+    assert!(rules.len() > 50, "{} AWS rules", rules.len());
+    let records = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/cloudtrail/ec2_proxy_s3_exfiltration_2020-09-14011940.json"),
+    )
+    .unwrap();
+    let events: Vec<Event> = records
+        .lines()
+        .map(|l| Event::from_json(serde_json::from_str(l).unwrap()).unwrap())
+        .collect();
+    let mut fired: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &rules {
+        let n = events.iter().filter(|e| r.matches(e)).count();
+        if n > 0 {
+            fired.insert(format!("{} ({})", r.title, r.id), n);
+        }
+    }
+    eprintln!(
+        "{} AWS CloudTrail rules over {} records; fired: {fired:#?}",
+        rules.len(),
+        events.len()
+    );
+    // The dataset is an EC2 instance-profile key abuse ending in S3 reads.
+    assert!(!fired.is_empty());
+}
