@@ -164,8 +164,18 @@ pub enum Document {
     Filter { id: Option<String>, title: String },
 }
 
-/// Reads every document of a rule file (YAML, `---`-separated).
+/// Values of the placeholders the `expand` modifier fills (`%Servers%` ->
+/// `srv*`, `db*`), from configuration.
+pub type Placeholders = BTreeMap<String, Vec<String>>;
+
+/// Reads every document of a rule file (YAML, `---`-separated), with no
+/// placeholders: a rule using `expand` is refused.
 pub fn parse_file(text: &str, origin: &str) -> Vec<Result<Document, DetectError>> {
+    parse_file_with(text, origin, &Placeholders::new())
+}
+
+/// [`parse_file`], with placeholder values for `expand`.
+pub fn parse_file_with(text: &str, origin: &str, placeholders: &Placeholders) -> Vec<Result<Document, DetectError>> {
     let mut out = Vec::new();
     for doc in yaml_serde::Deserializer::from_str(text) {
         let parsed = <Yaml as serde::Deserialize>::deserialize(doc)
@@ -173,7 +183,7 @@ pub fn parse_file(text: &str, origin: &str) -> Vec<Result<Document, DetectError>
                 file: origin.to_string(),
                 reason: e.to_string(),
             })
-            .and_then(|y| document(&y, origin));
+            .and_then(|y| document(&y, origin, placeholders));
         out.push(parsed);
     }
     out
@@ -200,7 +210,7 @@ fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
     y.as_mapping()?.get(Yaml::String(key.to_string()))
 }
 
-fn document(y: &Yaml, origin: &str) -> Result<Document, DetectError> {
+fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Document, DetectError> {
     let title = get(y, "title").and_then(text).unwrap_or_default();
     let id = get(y, "id").and_then(text);
     let shown = id.clone().unwrap_or_else(|| title.clone());
@@ -239,7 +249,7 @@ fn document(y: &Yaml, origin: &str) -> Result<Document, DetectError> {
                 "timeframe (Sigma 1 aggregation) is not supported: use a correlation rule",
             ));
         }
-        let sel = selection(v).map_err(|reason| refuse(origin, &shown, format!("{name}: {reason}")))?;
+        let sel = selection(v, placeholders).map_err(|reason| refuse(origin, &shown, format!("{name}: {reason}")))?;
         selections.insert(name.to_string(), sel);
     }
     if condition.is_empty() {
@@ -287,7 +297,7 @@ fn check_identifiers(c: &Cond, selections: &BTreeMap<String, Selection>) -> Resu
     }
 }
 
-fn selection(v: &Yaml) -> Result<Selection, String> {
+fn selection(v: &Yaml, ph: &Placeholders) -> Result<Selection, String> {
     match v {
         Yaml::Mapping(m) if m.len() == 1 && m.keys().next().and_then(Yaml::as_str) == Some("|all") => {
             let values = m.values().next().map(values_of).unwrap_or_default();
@@ -296,12 +306,12 @@ fn selection(v: &Yaml) -> Result<Selection, String> {
                 matchers: keyword_matchers(&values)?,
             })
         }
-        Yaml::Mapping(m) => Ok(Selection::Maps(vec![map_tests(m)?])),
+        Yaml::Mapping(m) => Ok(Selection::Maps(vec![map_tests(m, ph)?])),
         Yaml::Sequence(items) if items.iter().all(|i| matches!(i, Yaml::Mapping(_))) => Ok(Selection::Maps(
             items
                 .iter()
                 .filter_map(Yaml::as_mapping)
-                .map(map_tests)
+                .map(|m| map_tests(m, ph))
                 .collect::<Result<_, _>>()?,
         )),
         Yaml::Sequence(items) if items.iter().all(|i| text(i).is_some()) => Ok(Selection::Keywords {
@@ -341,17 +351,17 @@ fn keyword_matchers(values: &[Yaml]) -> Result<Vec<Matcher>, String> {
         .collect()
 }
 
-fn map_tests(m: &yaml_serde::Mapping) -> Result<Vec<FieldTest>, String> {
+fn map_tests(m: &yaml_serde::Mapping, ph: &Placeholders) -> Result<Vec<FieldTest>, String> {
     m.iter()
         .map(|(k, v)| {
             let key = k.as_str().ok_or("a field name that is not a string")?;
-            field_test(key, v)
+            field_test(key, v, ph)
         })
         .collect()
 }
 
 /// Compiles `field|mod|mod: values`.
-fn field_test(key: &str, v: &Yaml) -> Result<FieldTest, String> {
+fn field_test(key: &str, v: &Yaml, ph: &Placeholders) -> Result<FieldTest, String> {
     let mut parts = key.split('|');
     let field = parts.next().unwrap_or_default().to_string();
     let mods: Vec<&str> = parts.collect();
@@ -395,12 +405,21 @@ fn field_test(key: &str, v: &Yaml) -> Result<FieldTest, String> {
     if let Some(m) = mods.iter().find(|m| !known.contains(m)) {
         return Err(format!("{key}: unknown modifier {m:?}"));
     }
+    let mut values = values_of(v);
     if has("expand") {
-        return Err(format!(
-            "{key}: the expand modifier needs placeholder values, and none are configured"
-        ));
+        values = values
+            .iter()
+            .map(|v| text(v).ok_or_else(|| format!("{key}: expand takes strings")))
+            .map(|t| {
+                expand(&t?, ph)
+                    .map_err(|name| format!("{key}: placeholder %{name}% is not defined in the configuration"))
+            })
+            .collect::<Result<Vec<Vec<String>>, String>>()?
+            .into_iter()
+            .flatten()
+            .map(Yaml::String)
+            .collect();
     }
-    let values = values_of(v);
     if values.iter().any(|v| matches!(v, Yaml::Null)) {
         if values.len() > 1 || !mods.is_empty() {
             return Err(format!("{key}: null must be a value of its own, without modifiers"));
@@ -496,6 +515,42 @@ fn field_test(key: &str, v: &Yaml) -> Result<FieldTest, String> {
         field,
         test: Test::Values { all, negate, groups },
     })
+}
+
+/// Every value `text` stands for once its `%name%` placeholders are
+/// replaced by each of their configured values (`\%` is a plain `%`);
+/// `Err(name)` for an undefined one.
+fn expand(text: &str, ph: &Placeholders) -> Result<Vec<String>, String> {
+    let mut out = vec![String::new()];
+    let push = |out: &mut Vec<String>, s: &str| out.iter_mut().for_each(|o| o.push_str(s));
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(at) = rest.find(['%', '\\']) else {
+            push(&mut out, rest);
+            break;
+        };
+        push(&mut out, &rest[..at]);
+        rest = &rest[at..];
+        if let Some(r) = rest.strip_prefix("\\%") {
+            push(&mut out, "%");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('\\') {
+            push(&mut out, "\\");
+            rest = r;
+        } else if let Some(end) = rest[1..].find('%') {
+            let name = &rest[1..=end];
+            let values = ph.get(name).filter(|v| !v.is_empty()).ok_or_else(|| name.to_string())?;
+            out = out
+                .iter()
+                .flat_map(|o| values.iter().map(move |v| format!("{o}{v}")))
+                .collect();
+            rest = &rest[end + 2..];
+        } else {
+            push(&mut out, rest);
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// The string path: transformations in the order written, then the

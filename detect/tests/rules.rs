@@ -168,7 +168,10 @@ const REFUSED: &[(&str, &str)] = &[
         "  sel:\n    f|nosuch: x\n  condition: sel",
         "unknown modifier \"nosuch\"",
     ),
-    ("  sel:\n    f|expand: '%Servers%'\n  condition: sel", "placeholder"),
+    (
+        "  sel:\n    f|expand: '%Servers%'\n  condition: sel",
+        "placeholder %Servers% is not defined",
+    ),
     ("  sel:\n    f: x\n  condition: sel and other", "does not define"),
     (
         "  sel:\n    f: x\n  condition: 1 of filter*",
@@ -202,6 +205,20 @@ fn rules_using_what_is_not_implemented_are_refused_with_the_reason() {
             Ok(d) => panic!("{detection} was accepted: {d:?}"),
         }
     }
+}
+
+#[test]
+fn expand_fills_placeholders_from_configuration() {
+    let mut ph = detect::rule::Placeholders::new();
+    ph.insert("Servers".into(), vec!["srv*".into(), "db?".into()]);
+    let text = "title: t\nid: r\ndetection:\n  sel:\n    host|expand: '%Servers%'\n    tag|expand: '\\%plain-%Servers%'\n  condition: sel";
+    let Ok(Document::Rule(r)) = detect::rule::parse_file_with(text, "t.yml", &ph).remove(0) else {
+        panic!("refused")
+    };
+    assert!(r.matches(&event(json!({"host": "SRV-01", "tag": "%plain-db1"}))));
+    assert!(r.matches(&event(json!({"host": "db2", "tag": "%plain-srv9"}))));
+    assert!(!r.matches(&event(json!({"host": "web1", "tag": "%plain-db1"}))));
+    assert!(!r.matches(&event(json!({"host": "db2", "tag": "plain-db1"}))));
 }
 
 fn sigma_dir() -> PathBuf {
