@@ -23,8 +23,10 @@
 //! level: medium
 //! "#;
 //! let Ok(Document::Rule(rule)) = parse_file(text, "t.yml").remove(0) else { panic!() };
-//! let event = schemas::Event::from_json(serde_json::json!(
-//!     {"eventName": "ConsoleLogin", "additionalEventData": {"MFAUsed": "No"}})).unwrap();
+//! // The logsource selects CloudTrail events (`schemas/sigma/logsources.toml`).
+//! let event = schemas::Event::from_json(serde_json::json!({
+//!     "cloud": {"provider": "aws"}, "eventSource": "signin.amazonaws.com",
+//!     "eventName": "ConsoleLogin", "additionalEventData": {"MFAUsed": "No"}})).unwrap();
 //! assert!(rule.matches(&event));
 //! ```
 

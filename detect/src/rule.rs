@@ -9,6 +9,8 @@ use schemas::Event;
 use serde_json::Value;
 use yaml_serde::Value as Yaml;
 
+use schemas::sigma::{LogSources, Select};
+
 use crate::condition::{self, glob_match, Cond, Target};
 use crate::matcher::{self, Cmp, Matcher, Piece, TextMatch, TimePart};
 use crate::DetectError;
@@ -33,6 +35,10 @@ pub struct Rule {
     pub tags: Vec<String>,
     /// `logsource`: category, product, service.
     pub logsource: LogSource,
+    /// Whether `schemas/sigma/logsources.toml` knows the logsource (else
+    /// the rule is evaluated on every event).
+    pub mapped: bool,
+    select: Vec<Select>,
     condition: Vec<Cond>,
     selections: BTreeMap<String, Selection>,
 }
@@ -56,7 +62,9 @@ enum Selection {
 
 #[derive(Debug, Clone)]
 struct FieldTest {
-    field: String,
+    /// The field's names: the logsource's mapping of it, then the name
+    /// the rule wrote; the first the event has is tested.
+    field: Vec<String>,
     test: Test,
 }
 
@@ -85,7 +93,22 @@ enum Test {
 impl Rule {
     /// Whether the rule matches `event`.
     pub fn matches(&self, event: &Event) -> bool {
-        self.condition.iter().any(|c| self.eval(c, event))
+        self.selects(event) && self.condition.iter().any(|c| self.eval(c, event))
+    }
+
+    /// Whether the rule's logsource selects `event`.
+    pub fn selects(&self, event: &Event) -> bool {
+        self.select.iter().all(|s| match event.get(&s.field) {
+            None => false,
+            Some(_) if s.exists => true,
+            Some(v) => {
+                let v = match v {
+                    Value::String(v) => v.to_lowercase(),
+                    other => other.to_string(),
+                };
+                s.values.iter().any(|w| w.to_lowercase() == v)
+            }
+        })
     }
 
     fn eval(&self, c: &Cond, event: &Event) -> bool {
@@ -125,7 +148,7 @@ impl Selection {
 
 impl FieldTest {
     fn matches(&self, event: &Event) -> bool {
-        let value = event.get(&self.field);
+        let value = self.field.iter().find_map(|f| event.get(f));
         match &self.test {
             Test::Null => matches!(value, None | Some(Value::Null)),
             Test::Exists(want) => value.is_some() == *want,
@@ -162,6 +185,13 @@ pub enum Document {
     Correlation { id: Option<String>, title: String },
     /// A filter document.
     Filter { id: Option<String>, title: String },
+}
+
+/// What compiling a rule needs besides the rule.
+struct Ctx<'a> {
+    placeholders: &'a Placeholders,
+    /// The rule's logsource's field names (taxonomy -> ours).
+    fields: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Values of the placeholders the `expand` modifier fills (`%Servers%` ->
@@ -226,6 +256,21 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
     let detection = get(y, "detection")
         .and_then(Yaml::as_mapping)
         .ok_or_else(|| refuse(origin, &shown, "no detection"))?;
+    let logsource = get(y, "logsource").map_or_else(LogSource::default, |l| LogSource {
+        category: get(l, "category").and_then(text),
+        product: get(l, "product").and_then(text),
+        service: get(l, "service").and_then(text),
+    });
+    let entry = LogSources::builtin().find(
+        logsource.category.as_deref(),
+        logsource.product.as_deref(),
+        logsource.service.as_deref(),
+    );
+    let ctx = Ctx {
+        placeholders,
+        fields: entry.map(|e| &e.fields),
+    };
+    let select = entry.map(|e| e.select.clone()).unwrap_or_default();
     let mut condition = Vec::new();
     let mut selections = BTreeMap::new();
     for (k, v) in detection {
@@ -249,7 +294,7 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
                 "timeframe (Sigma 1 aggregation) is not supported: use a correlation rule",
             ));
         }
-        let sel = selection(v, placeholders).map_err(|reason| refuse(origin, &shown, format!("{name}: {reason}")))?;
+        let sel = selection(v, &ctx).map_err(|reason| refuse(origin, &shown, format!("{name}: {reason}")))?;
         selections.insert(name.to_string(), sel);
     }
     if condition.is_empty() {
@@ -258,11 +303,6 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
     for c in &condition {
         check_identifiers(c, &selections).map_err(|reason| refuse(origin, &shown, reason))?;
     }
-    let logsource = get(y, "logsource").map_or_else(LogSource::default, |l| LogSource {
-        category: get(l, "category").and_then(text),
-        product: get(l, "product").and_then(text),
-        service: get(l, "service").and_then(text),
-    });
     let tags = match get(y, "tags") {
         Some(Yaml::Sequence(t)) => t.iter().filter_map(text).collect(),
         _ => Vec::new(),
@@ -275,6 +315,8 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
         status: get(y, "status").and_then(text),
         tags,
         logsource,
+        mapped: entry.is_some(),
+        select,
         condition,
         selections,
     })))
@@ -297,7 +339,7 @@ fn check_identifiers(c: &Cond, selections: &BTreeMap<String, Selection>) -> Resu
     }
 }
 
-fn selection(v: &Yaml, ph: &Placeholders) -> Result<Selection, String> {
+fn selection(v: &Yaml, ph: &Ctx<'_>) -> Result<Selection, String> {
     match v {
         Yaml::Mapping(m) if m.len() == 1 && m.keys().next().and_then(Yaml::as_str) == Some("|all") => {
             let values = m.values().next().map(values_of).unwrap_or_default();
@@ -351,7 +393,7 @@ fn keyword_matchers(values: &[Yaml]) -> Result<Vec<Matcher>, String> {
         .collect()
 }
 
-fn map_tests(m: &yaml_serde::Mapping, ph: &Placeholders) -> Result<Vec<FieldTest>, String> {
+fn map_tests(m: &yaml_serde::Mapping, ph: &Ctx<'_>) -> Result<Vec<FieldTest>, String> {
     m.iter()
         .map(|(k, v)| {
             let key = k.as_str().ok_or("a field name that is not a string")?;
@@ -361,11 +403,15 @@ fn map_tests(m: &yaml_serde::Mapping, ph: &Placeholders) -> Result<Vec<FieldTest
 }
 
 /// Compiles `field|mod|mod: values`.
-fn field_test(key: &str, v: &Yaml, ph: &Placeholders) -> Result<FieldTest, String> {
+fn field_test(key: &str, v: &Yaml, ctx: &Ctx<'_>) -> Result<FieldTest, String> {
+    let ph = ctx.placeholders;
     let mut parts = key.split('|');
-    let field = parts.next().unwrap_or_default().to_string();
+    let name = parts.next().unwrap_or_default();
+    // The logsource's name for the field first, then the name as written.
+    let mut field: Vec<String> = ctx.fields.and_then(|f| f.get(name)).into_iter().cloned().collect();
+    field.push(name.to_string());
     let mods: Vec<&str> = parts.collect();
-    if field.is_empty() {
+    if name.is_empty() {
         return Err(format!("{key}: a field test needs a field name"));
     }
     let has = |m: &str| mods.contains(&m);

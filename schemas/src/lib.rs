@@ -21,6 +21,7 @@
 mod catalog;
 mod event;
 pub mod mapping;
+pub mod sigma;
 pub mod time;
 
 pub use catalog::{Catalog, FieldDef, FieldType};
