@@ -227,14 +227,7 @@ fn token_creation_checks_the_token_before_the_body() {
 /// Runs `tripline serve` on `data`, which must fail; returns its stderr.
 fn serve_fails(data: &Path, admin_token: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tripline"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--syslog-listen",
-            "off",
-            "--data-dir",
-        ])
+        .args(bench::daemon::SERVE_ON_PORT_0)
         .arg(data)
         .env("TRIPLINE_ADMIN_TOKEN", admin_token)
         .stdout(Stdio::piped())

@@ -9,6 +9,17 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// `tripline serve` on free ports with the syslog listener off; the data
+/// directory follows.
+pub const SERVE_ON_PORT_0: [&str; 6] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--syslog-listen",
+    "off",
+    "--data-dir",
+];
+
 /// Printed with the base URL once the socket is bound.
 pub const LISTENING: &str = "tripline listening on ";
 /// Printed once the WAL is replayed and ingest is open.

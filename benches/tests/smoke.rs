@@ -82,14 +82,7 @@ fn start_daemon(data: &std::path::Path, token: &str) -> (std::process::Child, St
         exe.display()
     );
     let mut child = Command::new(&exe)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--syslog-listen",
-            "off",
-            "--data-dir",
-        ])
+        .args(bench::daemon::SERVE_ON_PORT_0)
         .arg(data)
         .env("TRIPLINE_ADMIN_TOKEN", token)
         .env("TRIPLINE_LOG", "warn")

@@ -12,10 +12,7 @@
 
 use std::borrow::Cow;
 
-use nom::bytes::complete::tag;
-use nom::IResult;
-
-use crate::syslog::{ErrorKind, FormatError};
+use crate::syslog::FormatError;
 
 /// A parsed CEF message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,19 +39,7 @@ pub struct Cef<'a> {
 /// caller's to strip).
 pub fn parse(input: &[u8]) -> Result<Cef<'_>, FormatError> {
     let at = |rest: &[u8], expected: &'static str| FormatError::at(input, rest, expected);
-    let start: IResult<&[u8], &[u8]> = tag("CEF:")(input);
-    let (mut rest, _) = start.map_err(|_| {
-        let matched = b"CEF:".iter().zip(input).take_while(|(a, b)| a == b).count();
-        FormatError {
-            position: matched,
-            kind: if matched == input.len() {
-                ErrorKind::Incomplete
-            } else {
-                ErrorKind::Invalid
-            },
-            expected: "CEF:",
-        }
-    })?;
+    let mut rest = FormatError::expect_prefix(input, "CEF:")?;
     let mut header: Vec<Cow<'_, str>> = Vec::with_capacity(7);
     for _ in 0..7 {
         let (after, field) =
@@ -183,6 +168,7 @@ fn extension(i: &[u8]) -> Result<Vec<(&str, Cow<'_, str>)>, &[u8]> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ErrorKind;
 
     #[test]
     fn the_spec_examples_parse() {

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use crate::syslog::{until_unescaped, ErrorKind, FormatError};
+use crate::syslog::{until_unescaped, FormatError};
 
 /// A parsed LEEF message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,18 +39,7 @@ pub struct Leef<'a> {
 /// caller's to strip).
 pub fn parse(input: &[u8]) -> Result<Leef<'_>, FormatError> {
     let at = |rest: &[u8], expected: &'static str| FormatError::at(input, rest, expected);
-    let Some(rest) = input.strip_prefix(b"LEEF:") else {
-        let matched = b"LEEF:".iter().zip(input).take_while(|(a, b)| a == b).count();
-        return Err(FormatError {
-            position: matched,
-            kind: if matched == input.len() {
-                ErrorKind::Incomplete
-            } else {
-                ErrorKind::Invalid
-            },
-            expected: "LEEF:",
-        });
-    };
+    let rest = FormatError::expect_prefix(input, "LEEF:")?;
     let (rest, version) = field(rest).ok_or_else(|| at(&input[input.len()..], "a version and |"))?;
     let version = match version {
         Cow::Borrowed(v @ ("1.0" | "2.0" | "1" | "2")) => v,
@@ -162,6 +151,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::syslog::assert_errors;
+    use crate::ErrorKind;
     use proptest::prelude::*;
 
     /// (input, vendor, event id, delimiter, attributes)

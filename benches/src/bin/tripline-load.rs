@@ -70,15 +70,7 @@ const SPAWN_TOKEN: &str = "tripline-load-admin-0123456789";
 fn spawn(bin: &PathBuf, config: Option<&PathBuf>) -> anyhow::Result<(Spawned, String)> {
     let data = tempfile::tempdir()?;
     let mut cmd = Command::new(bin);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--syslog-listen",
-        "off",
-        "--data-dir",
-    ])
-    .arg(data.path().join("data"));
+    cmd.args(bench::daemon::SERVE_ON_PORT_0).arg(data.path().join("data"));
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }

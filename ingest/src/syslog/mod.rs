@@ -39,6 +39,23 @@ pub enum ErrorKind {
 }
 
 impl FormatError {
+    /// `input` after its `prefix` (`CEF:`, `LEEF:`), or an error at the
+    /// first byte that differs (incomplete when the input is a part of it).
+    pub(crate) fn expect_prefix<'a>(input: &'a [u8], prefix: &'static str) -> Result<&'a [u8], FormatError> {
+        input.strip_prefix(prefix.as_bytes()).ok_or_else(|| {
+            let matched = prefix.bytes().zip(input).take_while(|(a, b)| a == *b).count();
+            FormatError {
+                position: matched,
+                kind: if matched == input.len() {
+                    ErrorKind::Incomplete
+                } else {
+                    ErrorKind::Invalid
+                },
+                expected: prefix,
+            }
+        })
+    }
+
     /// An error at `rest`, a suffix of `input`.
     pub(crate) fn at(input: &[u8], rest: &[u8], expected: &'static str) -> FormatError {
         FormatError {
