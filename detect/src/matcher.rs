@@ -2,6 +2,8 @@
 //! compiled once (lowercased literals, regexes, networks, numbers), then
 //! evaluated on events.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use base64::Engine;
@@ -51,6 +53,9 @@ pub enum TimePart {
 pub struct TextMatch {
     cased: bool,
     kind: TextKind,
+    /// Its literal's number in a rule set's keyword automaton, when it is
+    /// a case-insensitive keyword looked for anywhere.
+    pub(crate) literal_id: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,17 +132,24 @@ impl TextMatch {
                 TextKind::Glob(Regex::new(&re).expect("an escaped literal with .* and . is a valid regex"))
             }
         };
-        TextMatch { cased, kind }
+        TextMatch {
+            cased,
+            kind,
+            literal_id: None,
+        }
     }
 
-    fn is_match(&self, value: &str) -> bool {
-        let lowered;
-        let v = if self.cased {
-            value
-        } else {
-            lowered = value.to_lowercase();
-            &lowered
-        };
+    /// The literal a case-insensitive `*literal*` looks for.
+    pub(crate) fn contains_literal(&self) -> Option<&str> {
+        match &self.kind {
+            TextKind::Contains(s) if !self.cased && !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Matches a value given as written and lowercased.
+    fn is_match(&self, original: &str, lower: &str) -> bool {
+        let v = if self.cased { original } else { lower };
         match &self.kind {
             TextKind::Exact(s) => v == s,
             TextKind::Prefix(s) => v.starts_with(s.as_str()),
@@ -148,33 +160,115 @@ impl TextMatch {
     }
 }
 
+/// One field of an event prepared for matching: its scalar values (an
+/// array's elements too) as text, as written and lowercased, computed once
+/// per event however many rules look at it.
+#[derive(Debug)]
+pub struct Field<'e> {
+    /// The value as stored.
+    pub raw: &'e Value,
+    texts: Vec<(Cow<'e, str>, String)>,
+}
+
+impl<'e> Field<'e> {
+    /// Prepares one value.
+    pub fn of(raw: &'e Value) -> Field<'e> {
+        let mut texts = Vec::new();
+        let mut add = |v: &'e Value| {
+            if let Some(t) = text_of(v) {
+                let lower = t.to_lowercase();
+                texts.push((t, lower));
+            }
+        };
+        match raw {
+            Value::Array(items) => items.iter().for_each(&mut add),
+            v => add(v),
+        }
+        Field { raw, texts }
+    }
+
+    fn scalars(&self) -> impl Iterator<Item = &'e Value> {
+        let raw: &'e Value = self.raw;
+        let items: &'e [Value] = match raw {
+            Value::Array(items) => items,
+            v => std::slice::from_ref(v),
+        };
+        items.iter()
+    }
+}
+
+/// An event prepared for matching: each field once, by name, and which
+/// keyword literals of a rule set occur in its values.
+#[derive(Debug)]
+pub struct Subject<'e> {
+    fields: HashMap<&'e str, Field<'e>>,
+    found: Option<Vec<bool>>,
+}
+
+impl<'e> Subject<'e> {
+    /// Prepares every field of `event`.
+    pub fn new(event: &'e Event) -> Subject<'e> {
+        Subject {
+            fields: event.iter().map(|(k, v)| (k.as_str(), Field::of(v))).collect(),
+            found: None,
+        }
+    }
+
+    /// Runs a keyword automaton over every value once: afterwards a
+    /// keyword with a literal number is a lookup, not a scan.
+    pub fn find_keywords(&mut self, automaton: &aho_corasick::AhoCorasick) {
+        let mut found = vec![false; automaton.patterns_len()];
+        for f in self.fields.values() {
+            for (_, lower) in &f.texts {
+                for m in automaton.find_overlapping_iter(lower.as_str()) {
+                    found[m.pattern().as_usize()] = true;
+                }
+            }
+        }
+        self.found = Some(found);
+    }
+
+    /// A field by name.
+    pub fn get(&self, name: &str) -> Option<&Field<'e>> {
+        self.fields.get(name)
+    }
+
+    /// Whether any value of any field matches: a keyword search.
+    pub fn any_value_matches(&self, m: &Matcher) -> bool {
+        if let (Matcher::Text(t), Some(found)) = (m, &self.found) {
+            if let Some(id) = t.literal_id {
+                return found.get(id).copied().unwrap_or(false);
+            }
+        }
+        self.fields.values().any(|f| m.is_match(f))
+    }
+}
+
 impl Matcher {
-    /// Whether one field value matches.
-    pub fn is_match(&self, value: &Value) -> bool {
-        match value {
-            Value::Array(items) => items.iter().any(|v| self.is_match(v)),
-            Value::Null | Value::Object(_) => false,
-            scalar => match self {
-                Matcher::Text(t) => text_of(scalar).is_some_and(|s| t.is_match(&s)),
-                Matcher::Regex(re) => text_of(scalar).is_some_and(|s| re.is_match(&s)),
-                Matcher::Cidr(net) => scalar
-                    .as_str()
-                    .and_then(|s| s.trim().parse::<IpAddr>().ok())
-                    .is_some_and(|ip| net.contains(&ip.to_canonical())),
-                Matcher::Number(cmp, n) => number_of(scalar).is_some_and(|v| compare(*cmp, v, *n)),
-                Matcher::TimePart(part, cmp, n) => schemas::time::parse_value(scalar)
-                    .map(|t| time_part(*part, t))
-                    .is_some_and(|v| compare(*cmp, v, *n)),
-            },
+    /// Whether one of a field's values matches.
+    pub fn is_match(&self, f: &Field<'_>) -> bool {
+        match self {
+            Matcher::Text(t) => f.texts.iter().any(|(o, l)| t.is_match(o, l)),
+            Matcher::Regex(re) => f.texts.iter().any(|(o, _)| re.is_match(o)),
+            Matcher::Cidr(net) => f.texts.iter().any(|(o, _)| {
+                o.trim()
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| net.contains(&ip.to_canonical()))
+            }),
+            Matcher::Number(cmp, n) => f.scalars().filter_map(number_of).any(|v| compare(*cmp, v, *n)),
+            Matcher::TimePart(part, cmp, n) => f
+                .scalars()
+                .filter_map(schemas::time::parse_value)
+                .any(|t| compare(*cmp, time_part(*part, t), *n)),
         }
     }
 }
 
-fn text_of(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+fn text_of(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
-        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
@@ -272,17 +366,21 @@ pub fn base64(value: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(value)
 }
 
-/// Whether any value of `event`'s fields (strings and numbers, arrays
-/// included) matches: a keyword search.
-pub fn any_value_matches(event: &Event, m: &Matcher) -> bool {
-    event.iter().any(|(_, v)| m.is_match(v))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    trait On {
+        fn on(&self, v: &Value) -> bool;
+    }
+
+    impl On for Matcher {
+        fn on(&self, v: &Value) -> bool {
+            self.is_match(&Field::of(v))
+        }
+    }
 
     #[test]
     fn escapes_follow_the_specification() {
@@ -301,15 +399,15 @@ mod tests {
     #[test]
     fn text_matches_are_case_insensitive_unless_cased() {
         let m = |v: &str, cased: bool| Matcher::Text(TextMatch::new(&pieces(v), cased));
-        assert!(m("GetObject", false).is_match(&json!("getobject")));
-        assert!(!m("GetObject", true).is_match(&json!("getobject")));
-        assert!(m("*.EXE", false).is_match(&json!("C:\\x\\cmd.exe")));
-        assert!(m("prog?.exe", false).is_match(&json!("progA.exe")));
-        assert!(!m("prog?.exe", false).is_match(&json!("progAB.exe")));
-        assert!(m("a*b*c", false).is_match(&json!("A-x-B-y-C")));
-        assert!(m("4624", false).is_match(&json!(4624)));
-        assert!(m("x", false).is_match(&json!(["y", "X"])));
-        assert!(!m("x", false).is_match(&json!(null)));
+        assert!(m("GetObject", false).on(&json!("getobject")));
+        assert!(!m("GetObject", true).on(&json!("getobject")));
+        assert!(m("*.EXE", false).on(&json!("C:\\x\\cmd.exe")));
+        assert!(m("prog?.exe", false).on(&json!("progA.exe")));
+        assert!(!m("prog?.exe", false).on(&json!("progAB.exe")));
+        assert!(m("a*b*c", false).on(&json!("A-x-B-y-C")));
+        assert!(m("4624", false).on(&json!(4624)));
+        assert!(m("x", false).on(&json!(["y", "X"])));
+        assert!(!m("x", false).on(&json!(null)));
     }
 
     #[test]
@@ -325,19 +423,19 @@ mod tests {
 
     #[test]
     fn numbers_networks_and_times() {
-        assert!(Matcher::Number(Cmp::Gte, 400.0).is_match(&json!(403)));
-        assert!(Matcher::Number(Cmp::Lt, 400.0).is_match(&json!("200")));
-        assert!(!Matcher::Number(Cmp::Lt, 400.0).is_match(&json!("abc")));
+        assert!(Matcher::Number(Cmp::Gte, 400.0).on(&json!(403)));
+        assert!(Matcher::Number(Cmp::Lt, 400.0).on(&json!("200")));
+        assert!(!Matcher::Number(Cmp::Lt, 400.0).on(&json!("abc")));
         let net: IpNet = "10.0.0.0/8".parse().unwrap();
-        assert!(Matcher::Cidr(net).is_match(&json!("10.1.2.3")));
-        assert!(Matcher::Cidr(net).is_match(&json!("::ffff:10.1.2.3")));
-        assert!(!Matcher::Cidr(net).is_match(&json!("11.1.2.3")));
+        assert!(Matcher::Cidr(net).on(&json!("10.1.2.3")));
+        assert!(Matcher::Cidr(net).on(&json!("::ffff:10.1.2.3")));
+        assert!(!Matcher::Cidr(net).on(&json!("11.1.2.3")));
         let v6: IpNet = "2001:db8::/32".parse().unwrap();
-        assert!(Matcher::Cidr(v6).is_match(&json!("2001:db8::1")));
+        assert!(Matcher::Cidr(v6).on(&json!("2001:db8::1")));
         let t = json!("2026-12-02T23:15:00Z");
-        assert!(Matcher::TimePart(TimePart::Hour, Cmp::Eq, 23.0).is_match(&t));
-        assert!(Matcher::TimePart(TimePart::Month, Cmp::Eq, 12.0).is_match(&t));
-        assert!(Matcher::TimePart(TimePart::Week, Cmp::Eq, 49.0).is_match(&t));
-        assert!(Matcher::TimePart(TimePart::Minute, Cmp::Gte, 15.0).is_match(&t));
+        assert!(Matcher::TimePart(TimePart::Hour, Cmp::Eq, 23.0).on(&t));
+        assert!(Matcher::TimePart(TimePart::Month, Cmp::Eq, 12.0).on(&t));
+        assert!(Matcher::TimePart(TimePart::Week, Cmp::Eq, 49.0).on(&t));
+        assert!(Matcher::TimePart(TimePart::Minute, Cmp::Gte, 15.0).on(&t));
     }
 }

@@ -3,7 +3,7 @@
 //! A rule that uses anything this engine does not implement is refused
 //! with the reason; it is never half-evaluated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use schemas::Event;
 use serde_json::Value;
@@ -12,7 +12,7 @@ use yaml_serde::Value as Yaml;
 use schemas::sigma::{LogSources, Select};
 
 use crate::condition::{self, glob_match, Cond, Target};
-use crate::matcher::{self, Cmp, Matcher, Piece, TextMatch, TimePart};
+use crate::matcher::{self, Cmp, Field, Matcher, Piece, Subject, TextMatch, TimePart};
 use crate::DetectError;
 
 /// Most variants `windash` may make of one value.
@@ -93,25 +93,74 @@ enum Test {
 impl Rule {
     /// Whether the rule matches `event`.
     pub fn matches(&self, event: &Event) -> bool {
+        self.matches_subject(&Subject::new(event))
+    }
+
+    /// Whether the rule matches an event already prepared (once for every
+    /// rule of a [`RuleSet`]).
+    pub fn matches_subject(&self, event: &Subject<'_>) -> bool {
         self.selects(event) && self.condition.iter().any(|c| self.eval(c, event))
     }
 
+    /// Field names at least one of which an event must have for the rule
+    /// to match (`None`: no such set, e.g. a keyword search or a `not`):
+    /// the prefilter that lets a rule set skip most rules on most events.
+    pub fn needs_one_of(&self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for c in &self.condition {
+            out.extend(self.needs(c)?);
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+
+    fn needs(&self, c: &Cond) -> Option<Vec<String>> {
+        let union = |sets: Vec<Option<Vec<String>>>| -> Option<Vec<String>> {
+            let mut out = Vec::new();
+            for s in sets {
+                out.extend(s?);
+            }
+            Some(out)
+        };
+        let smallest = |sets: Vec<Option<Vec<String>>>| sets.into_iter().flatten().min_by_key(Vec::len);
+        match c {
+            Cond::Ident(name) => self.selections.get(name)?.needs(),
+            Cond::Not(_) => None,
+            Cond::Or(v) => union(v.iter().map(|c| self.needs(c)).collect()),
+            Cond::And(v) => smallest(v.iter().map(|c| self.needs(c)).collect()),
+            Cond::Of { all, target } => {
+                let sets: Vec<_> = self
+                    .selections
+                    .iter()
+                    .filter(|(name, _)| match target {
+                        Target::Them => !name.starts_with('_'),
+                        Target::Pattern(p) => glob_match(p, name),
+                    })
+                    .map(|(_, s)| s.needs())
+                    .collect();
+                if *all {
+                    smallest(sets)
+                } else {
+                    union(sets)
+                }
+            }
+        }
+    }
+
     /// Whether the rule's logsource selects `event`.
-    pub fn selects(&self, event: &Event) -> bool {
+    pub fn selects(&self, event: &Subject<'_>) -> bool {
         self.select.iter().all(|s| match event.get(&s.field) {
             None => false,
             Some(_) if s.exists => true,
-            Some(v) => {
-                let v = match v {
-                    Value::String(v) => v.to_lowercase(),
-                    other => other.to_string(),
-                };
-                s.values.iter().any(|w| w.to_lowercase() == v)
-            }
+            Some(f) => s
+                .values
+                .iter()
+                .any(|w| f.raw.as_str().is_some_and(|v| v.eq_ignore_ascii_case(w))),
         })
     }
 
-    fn eval(&self, c: &Cond, event: &Event) -> bool {
+    fn eval(&self, c: &Cond, event: &Subject<'_>) -> bool {
         match c {
             Cond::Or(v) => v.iter().any(|c| self.eval(c, event)),
             Cond::And(v) => v.iter().all(|c| self.eval(c, event)),
@@ -133,27 +182,49 @@ impl Rule {
 }
 
 impl Selection {
-    fn matches(&self, event: &Event) -> bool {
+    /// Fields one of which an event needs for this selection to match.
+    fn needs(&self) -> Option<Vec<String>> {
+        match self {
+            Selection::Keywords { .. } => None,
+            Selection::Maps(maps) => {
+                let mut out = Vec::new();
+                for tests in maps {
+                    // One positive test of the map suffices: its names.
+                    let t = tests.iter().find(|t| t.is_positive())?;
+                    out.extend(t.field.iter().cloned());
+                }
+                Some(out)
+            }
+        }
+    }
+
+    fn matches(&self, event: &Subject<'_>) -> bool {
         match self {
             Selection::Maps(maps) => maps.iter().any(|tests| tests.iter().all(|t| t.matches(event))),
-            Selection::Keywords { all: true, matchers } => {
-                matchers.iter().all(|m| matcher::any_value_matches(event, m))
-            }
-            Selection::Keywords { all: false, matchers } => {
-                matchers.iter().any(|m| matcher::any_value_matches(event, m))
-            }
+            Selection::Keywords { all: true, matchers } => matchers.iter().all(|m| event.any_value_matches(m)),
+            Selection::Keywords { all: false, matchers } => matchers.iter().any(|m| event.any_value_matches(m)),
         }
     }
 }
 
 impl FieldTest {
-    fn matches(&self, event: &Event) -> bool {
+    /// Whether the test fails on an event without the field.
+    fn is_positive(&self) -> bool {
+        match &self.test {
+            Test::Null | Test::Exists(false) => false,
+            Test::Exists(true) | Test::FieldRef { negate: false, .. } => true,
+            Test::FieldRef { negate: true, .. } => false,
+            Test::Values { negate, .. } => !negate,
+        }
+    }
+
+    fn matches(&self, event: &Subject<'_>) -> bool {
         let value = self.field.iter().find_map(|f| event.get(f));
         match &self.test {
-            Test::Null => matches!(value, None | Some(Value::Null)),
+            Test::Null => value.is_none_or(|f| f.raw.is_null()),
             Test::Exists(want) => value.is_some() == *want,
             Test::Values { all, negate, groups } => {
-                let group = |g: &Vec<Matcher>, v: &Value| g.iter().any(|m| m.is_match(v));
+                let group = |g: &Vec<Matcher>, v: &Field<'_>| g.iter().any(|m| m.is_match(v));
                 let hit = match value {
                     None => false,
                     Some(v) if *all => groups.iter().all(|g| group(g, v)),
@@ -168,7 +239,7 @@ impl FieldTest {
                 };
                 let hit = match value {
                     None => false,
-                    Some(v) => other.iter().any(|o| event.get(o).is_some_and(|w| eq(v, w))),
+                    Some(v) => other.iter().any(|o| event.get(o).is_some_and(|w| eq(v.raw, w.raw))),
                 };
                 hit != *negate
             }
@@ -689,4 +760,165 @@ fn text_matchers(key: &str, mods: &[&str], strings: &[String], cased: bool) -> R
         out.push(group);
     }
     Ok(out)
+}
+
+/// Rules loaded from files, evaluated together: each event is prepared
+/// once, and only the rules it could match are evaluated (those with no
+/// field prefilter, and those needing a field the event has).
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Rules with no field prefilter.
+    always: Vec<usize>,
+    /// Field name -> the rules needing one of their fields.
+    by_field: HashMap<String, Vec<usize>>,
+    /// Every case-insensitive keyword literal of every rule, found in an
+    /// event's values in one pass.
+    keywords: Option<aho_corasick::AhoCorasick>,
+}
+
+impl RuleSet {
+    /// Loads every `.yml` / `.yaml` file below `dir`; returns the rules and
+    /// every refusal (with its file, rule and reason).
+    pub fn load_dir(dir: &std::path::Path, placeholders: &Placeholders) -> (RuleSet, Vec<DetectError>) {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        collect_files(dir, &mut files, &mut errors);
+        files.sort();
+        let mut rules = Vec::new();
+        for f in files {
+            let origin = f.display().to_string();
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(DetectError::Yaml {
+                        file: origin,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for doc in parse_file_with(&text, &origin, placeholders) {
+                match doc {
+                    Ok(Document::Rule(r)) => rules.push(*r),
+                    Ok(Document::Correlation { id, title }) | Ok(Document::Filter { id, title }) => {
+                        errors.push(refuse(
+                            &origin,
+                            &id.unwrap_or(title),
+                            "correlation and filter documents are not evaluated yet",
+                        ));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        (RuleSet::new(rules), errors)
+    }
+
+    /// A set of compiled rules, indexed for the prefilter.
+    pub fn new(mut rules: Vec<Rule>) -> RuleSet {
+        let mut literals: Vec<String> = Vec::new();
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        for r in &mut rules {
+            for sel in r.selections.values_mut() {
+                if let Selection::Keywords { matchers, .. } = sel {
+                    for m in matchers {
+                        if let Matcher::Text(t) = m {
+                            if let Some(lit) = t.contains_literal().map(str::to_string) {
+                                let next = literals.len();
+                                let id = *ids.entry(lit.clone()).or_insert_with(|| {
+                                    literals.push(lit);
+                                    next
+                                });
+                                t.literal_id = Some(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let keywords = (!literals.is_empty())
+            .then(|| aho_corasick::AhoCorasick::new(&literals).ok())
+            .flatten();
+        if keywords.is_none() {
+            // Without the automaton every keyword is scanned for.
+            for r in &mut rules {
+                for sel in r.selections.values_mut() {
+                    if let Selection::Keywords { matchers, .. } = sel {
+                        for m in matchers {
+                            if let Matcher::Text(t) = m {
+                                t.literal_id = None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut always = Vec::new();
+        let mut by_field: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            match r.needs_one_of() {
+                Some(fields) if !fields.is_empty() => {
+                    for f in fields {
+                        by_field.entry(f).or_default().push(i);
+                    }
+                }
+                _ => always.push(i),
+            }
+        }
+        RuleSet {
+            rules,
+            always,
+            by_field,
+            keywords,
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rules that match `event`.
+    pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Rule> + 'a {
+        let mut subject = Subject::new(event);
+        if let Some(ac) = &self.keywords {
+            subject.find_keywords(ac);
+        }
+        let mut candidates: Vec<usize> = self.always.clone();
+        for (name, _) in event.iter() {
+            if let Some(rules) = self.by_field.get(name.as_str()) {
+                candidates.extend_from_slice(rules);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .filter(|r| r.matches_subject(&subject))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+}
+
+fn collect_files(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>, errors: &mut Vec<DetectError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(DetectError::Yaml {
+                file: dir.display().to_string(),
+                reason: e.to_string(),
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, files, errors);
+        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            files.push(path);
+        }
+    }
 }

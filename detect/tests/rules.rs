@@ -153,6 +153,15 @@ fn cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
 fn each_modifier_and_condition_form_matches_what_it_should() {
     for (detection, yes, no) in cases() {
         let r = rule(detection);
+        // Through a rule set too: the field prefilter must not lose a match.
+        let set = detect::rule::RuleSet::new(vec![r.clone()]);
+        for e in &yes {
+            assert_eq!(
+                set.matching(&event(e.clone())).count(),
+                1,
+                "{detection}\nset should match {e}"
+            );
+        }
         for e in yes {
             assert!(r.matches(&event(e.clone())), "{detection}\nshould match {e}");
         }
