@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 /// Arguments of `tripline query`.
@@ -280,4 +280,57 @@ mod tests {
         assert_eq!(escape("C:\\Users\\bob ünïcödé"), "C:\\Users\\bob ünïcödé");
         assert_eq!(escape("a\tb\r\n"), "a\\tb\\r\\n");
     }
+}
+
+/// `tripline rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load every rule below DIR and print each one's state: loaded, or
+    /// refused with the reason; then the totals.
+    Check {
+        /// Directory of Sigma rule files (`.yml`, `.yaml`), read recursively.
+        dir: PathBuf,
+        /// Exit with status 1 if any rule is refused.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+/// Runs a `tripline rules` command.
+pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
+    let RulesCommand::Check { dir, strict } = cmd;
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let (set, refused) = detect::rule::RuleSet::load_dir(&dir, &detect::rule::Placeholders::new());
+    for r in set.rules() {
+        let scope = if r.mapped {
+            ""
+        } else {
+            "  (logsource not mapped: every event)"
+        };
+        println!("loaded   {}  {}{}", r.id, escape(&r.title), scope);
+    }
+    let mut reasons: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for e in &refused {
+        println!("refused  {}", escape(&e.to_string()));
+        if let detect::DetectError::Refused { reason, .. } = e {
+            let kind = reason.rsplit(": ").next().unwrap_or(reason);
+            *reasons.entry(kind.to_string()).or_default() += 1;
+        }
+    }
+    let unmapped = set.rules().iter().filter(|r| !r.mapped).count();
+    println!(
+        "{} loaded ({} with a logsource not mapped), {} refused",
+        set.rules().len(),
+        unmapped,
+        refused.len()
+    );
+    for (reason, n) in reasons {
+        println!("{n:>6}  {}", escape(&reason));
+    }
+    if strict && !refused.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
 }

@@ -42,6 +42,9 @@ enum Command {
     },
     /// Search a running daemon and print the hits.
     Query(cli::QueryArgs),
+    /// Sigma rules: check a directory of them.
+    #[command(subcommand)]
+    Rules(cli::RulesCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Query(args) => cli::query(args),
+        Command::Rules(cmd) => cli::rules(cmd),
     }
 }
 

@@ -162,3 +162,40 @@ fn control_characters_in_events_are_escaped_in_the_table() {
     );
     assert!(stdout.contains("user.name=x\\u{1b}[31mred"), "{stdout}");
 }
+
+/// `tripline rules check DIR`: each rule's state, the totals, a histogram
+/// of reasons; `--strict` fails when any rule is refused.
+#[test]
+fn rules_check_lists_each_rule_and_strict_fails_on_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.yml"),
+        "title: Root login\nid: g1\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel:\n    userIdentity.type: Root\n  condition: sel\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("more")).unwrap();
+    std::fs::write(
+        dir.path().join("more/bad.yaml"),
+        "title: Bad\nid: b1\ndetection:\n  sel:\n    f|nosuch: 1\n  condition: sel\n",
+    )
+    .unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let out = tripline(dir.path(), "http://127.0.0.1:1", &["rules", "check", dir_arg]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("loaded   g1  Root login\n"), "{stdout}");
+    assert!(
+        stdout.contains("rule b1 refused: sel: f|nosuch: unknown modifier \"nosuch\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 loaded (0 with a logsource not mapped), 1 refused"),
+        "{stdout}"
+    );
+    let strict = tripline(
+        dir.path(),
+        "http://127.0.0.1:1",
+        &["rules", "check", "--strict", dir_arg],
+    );
+    assert_eq!(strict.status.code(), Some(1));
+}
