@@ -125,6 +125,9 @@ pub struct SyslogMetrics {
     /// Frames read but not made durable (the WAL refused them); the
     /// connection was closed.
     pub lost: Family<Transport, Counter>,
+    /// Frames read and not yet fsynced: what a crash now would lose of what
+    /// Tripline has read.
+    pub pending: Gauge,
 }
 
 impl SyslogMetrics {
@@ -169,6 +172,11 @@ impl SyslogMetrics {
             "tripline_syslog_udp_dropped",
             "Syslog UDP datagrams dropped: the queue to the WAL was full",
             self.udp_dropped.clone(),
+        );
+        registry.register(
+            "tripline_syslog_frames_pending",
+            "Syslog frames read and not yet fsynced in the WAL",
+            self.pending.clone(),
         );
         registry.register(
             "tripline_syslog_lost",
@@ -376,7 +384,10 @@ impl Connection {
     /// made durable (the connection is then closed).
     async fn append(&self, frames: Vec<Bytes>) -> bool {
         let n = frames.len() as u64;
-        match append(&self.ingestor, &self.config, frames).await {
+        self.metrics.pending.inc_by(n as i64);
+        let appended = append(&self.ingestor, &self.config, frames).await;
+        self.metrics.pending.dec_by(n as i64);
+        match appended {
             Ok(()) => {
                 self.metrics.frames.get_or_create(&TCP).inc_by(n);
                 true
@@ -396,14 +407,7 @@ async fn append(ingestor: &Ingestor, config: &SyslogConfig, frames: Vec<Bytes>) 
     while ingestor.wal().unreleased_bytes() > config.max_unindexed_bytes {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let admission = loop {
-        match ingestor.admit().await {
-            Ok(a) => break a,
-            // Ingest is busy: wait again (the sender waits meanwhile).
-            Err(IngestError::Overloaded) => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    let admission = ingestor.admit_waiting().await?;
     ingestor
         .ingest_frames(admission, &config.source, config.format, frames)
         .await
@@ -513,11 +517,12 @@ mod tests {
         let (tcp, _udp) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = tcp.local_addr().unwrap();
         let shutdown = CancellationToken::new();
+        let metrics = SyslogMetrics::default();
         let listener = tokio::spawn(run_tcp(
             tcp,
             ingestor.clone(),
             Arc::new(SyslogConfig::default()),
-            SyslogMetrics::default(),
+            metrics.clone(),
             shutdown.clone(),
         ));
         let mut conn = TcpStream::connect(addr).await.unwrap();
@@ -525,10 +530,14 @@ mod tests {
             .map(|i| format!("<13>Jan  2 10:00:00 gw app: frame {i}\n"))
             .collect();
         conn.write_all(frames.as_bytes()).await.unwrap();
-        // Once the listener has timed out waiting for a slot, it holds the
-        // frames it read.
-        let overloaded = ingestor.metrics().overloaded.clone();
-        while overloaded.get() == 0 {
+        // The listener has read the frames and waits for a slot.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while metrics.pending.get() < 500 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener holds {} frames, not all 500",
+                metrics.pending.get()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         shutdown.cancel();
@@ -546,6 +555,9 @@ mod tests {
             }
         }
         assert_eq!(stored, 500, "frames read before shutdown were lost");
+        assert_eq!(metrics.pending.get(), 0);
+        // Waiting for a slot is not an HTTP overload.
+        assert_eq!(ingestor.metrics().overloaded.get(), 0);
         drop(conn);
     }
 

@@ -126,6 +126,20 @@ impl Ingestor {
         }
     }
 
+    /// Waits as long as it takes for a slot: for a listener, whose sender
+    /// waits meanwhile (TCP flow control), not for an HTTP client, which is
+    /// better told to retry. Not counted as overload.
+    pub async fn admit_waiting(&self) -> Result<Admission, IngestError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map(Admission)
+            .map_err(|_| IngestError::Internal {
+                reason: "the ingest slots were closed".to_string(),
+            })
+    }
+
     /// Ingests one body shipped as `source`, its lines in `format`;
     /// returns once it is fsynced.
     ///
