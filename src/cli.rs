@@ -294,11 +294,23 @@ pub enum RulesCommand {
         #[arg(long)]
         strict: bool,
     },
+    /// Run the rules of RULE_FILE over the events of a file (one a line,
+    /// any format ingest reads, parsed as ingest would with `auto`) and
+    /// print each match.
+    Test {
+        /// A Sigma rule file (one or more documents).
+        rule_file: PathBuf,
+        /// The events: NDJSON, syslog, CEF, ... one a line.
+        events: PathBuf,
+    },
 }
 
 /// Runs a `tripline rules` command.
 pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
-    let RulesCommand::Check { dir, strict } = cmd;
+    let (dir, strict) = match cmd {
+        RulesCommand::Check { dir, strict } => (dir, strict),
+        RulesCommand::Test { rule_file, events } => return rules_test(&rule_file, &events),
+    };
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
@@ -332,5 +344,43 @@ pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
     if strict && !refused.is_empty() {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// `tripline rules test RULE_FILE EVENTS`.
+fn rules_test(rule_file: &std::path::Path, events: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(rule_file).with_context(|| format!("reading {}", rule_file.display()))?;
+    let mut rules = Vec::new();
+    for doc in detect::rule::parse_file(&text, &rule_file.display().to_string()) {
+        match doc {
+            Ok(detect::rule::Document::Rule(r)) => rules.push(*r),
+            Ok(_) => bail!(
+                "{}: correlation and filter documents are not evaluated yet",
+                rule_file.display()
+            ),
+            Err(e) => bail!("{e}"),
+        }
+    }
+    let set = detect::rule::RuleSet::new(rules);
+    let lines = std::fs::read(events).with_context(|| format!("reading {}", events.display()))?;
+    let limits = ingest::parse::Limits::default();
+    let ctx = ingest::format::LineContext {
+        limits: &limits,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let (mut seen, mut matched) = (0usize, 0usize);
+    for (n, line) in lines.split(|&b| b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        seen += 1;
+        let parsed = ingest::format::parse_line(ingest::format::Format::Auto, n + 1, line, &ctx);
+        for r in set.matching(&parsed.event) {
+            matched += 1;
+            let level = r.level.as_deref().unwrap_or("-");
+            println!("line {}  {}  {}  {}", n + 1, r.id, level, escape(&r.title));
+        }
+    }
+    println!("{matched} matches in {seen} events, {} rules", set.rules().len());
     Ok(())
 }

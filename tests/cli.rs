@@ -199,3 +199,38 @@ fn rules_check_lists_each_rule_and_strict_fails_on_a_refusal() {
     );
     assert_eq!(strict.status.code(), Some(1));
 }
+
+/// `tripline rules test RULE_FILE EVENTS`: the events parsed as ingest
+/// would (`auto`), each match printed with its line.
+#[test]
+fn rules_test_prints_each_match_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("rule.yml");
+    std::fs::write(
+        &rule,
+        "title: SSH root login failed\nid: s1\nlevel: high\nlogsource: {product: linux, service: sshd}\ndetection:\n  sel:\n    user.name: root\n    event.outcome: failure\n  condition: sel\n",
+    )
+    .unwrap();
+    let events = dir.path().join("auth.log");
+    std::fs::write(
+        &events,
+        "Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root from 1.2.3.4 port 22 ssh2\n\
+         Dec 10 06:55:47 LabSZ sshd[24201]: Accepted password for root from 1.2.3.4 port 22 ssh2\n\
+         \n\
+         Dec 10 06:55:48 LabSZ su[24202]: Failed password for root from 1.2.3.4 port 22 ssh2\n\
+         {\"process\":{\"name\":\"sshd\"},\"user\":{\"name\":\"root\"},\"event\":{\"outcome\":\"failure\"}}\n",
+    )
+    .unwrap();
+    let out = tripline(
+        dir.path(),
+        "http://127.0.0.1:1",
+        &["rules", "test", rule.to_str().unwrap(), events.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // Line 4 is not sshd's: the logsource does not select it.
+    assert_eq!(
+        stdout,
+        "line 1  s1  high  SSH root login failed\nline 5  s1  high  SSH root login failed\n2 matches in 4 events, 1 rules\n"
+    );
+}
