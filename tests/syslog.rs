@@ -310,3 +310,15 @@ fn idle_and_surplus_connections_are_closed_and_counted() {
         .unwrap();
     wait_total(&d.base, "third", 1);
 }
+
+/// A sender that closes in the middle of an octet-counted frame: what it
+/// sent is stored raw and tagged, not dropped.
+#[test]
+fn a_frame_cut_short_by_the_close_is_stored_raw_not_dropped() {
+    let (_dir, d, addr) = boot("");
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.write_all(b"40 <13>Jan  2 10:00:00 gw app: cut short").unwrap();
+    drop(tcp);
+    let found = wait_total(&d.base, "event.dataset:syslog AND tags:_parse_failure", 1);
+    assert_eq!(found["hits"][0]["message"], "40 <13>Jan  2 10:00:00 gw app: cut short");
+}

@@ -317,8 +317,10 @@ impl Connection {
                 }
             }
             if let Some(Stop::Eof) = stop {
-                // The last line need not end in a line feed.
-                if fatal.is_none() && !skipping && !buf.is_empty() && !buf[0].is_ascii_digit() {
+                // The last line need not end in a line feed; an octet-counted
+                // frame cut short by the close is stored as sent (raw,
+                // tagged), not dropped.
+                if fatal.is_none() && !skipping && !buf.is_empty() {
                     let rest = buf.split().freeze();
                     let rest = rest.strip_suffix(b"\r").map_or(rest.clone(), |r| rest.slice(..r.len()));
                     if !rest.is_empty() {
