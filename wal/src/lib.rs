@@ -56,6 +56,7 @@
 
 mod batch;
 mod metrics;
+mod reader;
 pub mod record;
 pub mod recovery;
 mod segment;
@@ -65,7 +66,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use schemas::ErrorCode;
@@ -73,6 +74,7 @@ use tokio::sync::oneshot;
 
 pub use batch::{Batch, BatchBuilder, Durable, OverBudget};
 pub use metrics::WalMetrics;
+pub use reader::{Read, Reader};
 pub use record::MAX_RECORD_LEN;
 pub use recovery::Recovered;
 pub use segment::list_segments;
@@ -166,6 +168,9 @@ pub(crate) struct Shared {
     end: AtomicU64,
     consumers: Mutex<Vec<(String, Arc<AtomicU64>)>>,
     damage: Mutex<Option<String>>,
+    /// Signalled when `end` moves or the log closes, for pull readers.
+    moved: Condvar,
+    closed: Mutex<bool>,
 }
 
 impl Shared {
@@ -181,7 +186,32 @@ impl Shared {
     }
 
     pub(crate) fn set_end(&self, end: Lsn) {
+        let _guard = self.closed.lock().unwrap_or_else(|p| p.into_inner());
         self.end.store(end.0, Ordering::SeqCst);
+        self.moved.notify_all();
+    }
+
+    pub(crate) fn end(&self) -> Lsn {
+        Lsn(self.end.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn set_closed(&self) {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.moved.notify_all();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `timeout` for the durable end to pass `lsn`; whether it has.
+    pub(crate) fn wait_past(&self, lsn: Lsn, timeout: std::time::Duration) -> bool {
+        let guard = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        let (_guard, _) = self
+            .moved
+            .wait_timeout_while(guard, timeout, |closed| !*closed && self.end() <= lsn)
+            .unwrap_or_else(|p| p.into_inner());
+        self.end() > lsn
     }
 
     /// The lowest position over all consumers; `None` without consumers
@@ -230,6 +260,7 @@ impl Consumer {
 pub struct Wal {
     tx: SyncSender<Msg>,
     shared: Arc<Shared>,
+    dir: PathBuf,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -241,8 +272,10 @@ impl std::fmt::Debug for Wal {
 
 impl Wal {
     /// Recovers the log in `config.dir`, sends every intact record whose
-    /// start is at or after the lowest position of `consumers` to
-    /// `downstream`, then starts the writer. New records get LSNs at or
+    /// start is at or after the position of the first of `consumers` (the
+    /// one `downstream` feeds; the others read with [`Wal::reader`]) to
+    /// `downstream`, then starts the writer. Every consumer's position
+    /// holds back deletion. New records get LSNs at or
     /// above `lsn_floor` (the highest LSN any consumer has seen), so a
     /// record never reuses a position a consumer already counts.
     pub fn open(
@@ -252,11 +285,13 @@ impl Wal {
         metrics: WalMetrics,
         downstream: SyncSender<Durable>,
     ) -> Result<(Wal, Recovered), WalError> {
-        let replay_from = consumers.iter().map(Consumer::position).min().unwrap_or_default();
+        // The channel feeds the first consumer; the others read for themselves.
+        let replay_from = consumers.first().map(Consumer::position).unwrap_or_default();
+        let highest = consumers.iter().map(Consumer::position).max().unwrap_or_default();
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(|e| WalError::io(&dir, e))?;
         let (mut closed, mut report) = recovery::recover(&dir, replay_from, &metrics, &downstream)?;
-        let next_lsn = report.next_lsn.max(lsn_floor).max(replay_from);
+        let next_lsn = report.next_lsn.max(lsn_floor).max(highest);
         report.next_lsn = next_lsn;
         // An empty last segment at exactly next_lsn is reused as the active one.
         if closed.back().is_some_and(|(s, _)| *s == next_lsn) {
@@ -277,6 +312,8 @@ impl Wal {
             end: AtomicU64::new(next_lsn.0),
             consumers: Mutex::new(consumers.into_iter().map(|c| (c.name, c.position)).collect()),
             damage: Mutex::new(damage),
+            moved: Condvar::new(),
+            closed: Mutex::new(false),
         });
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_depth.max(1));
         let writer = Writer {
@@ -296,6 +333,7 @@ impl Wal {
             Wal {
                 tx,
                 shared,
+                dir,
                 thread: Mutex::new(Some(thread)),
             },
             report,
@@ -317,6 +355,24 @@ impl Wal {
 
     /// Appends one batch; resolves once it is fsynced, to the LSN after it.
     pub async fn append(&self, batch: Batch) -> Result<Lsn, WalError> {
+        self.submit(batch)?.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// [`Wal::append`] for a thread outside the async runtime (a later
+    /// stage writing back into the log, such as detection's alerts): waits
+    /// for room in the queue instead of refusing, then for the fsync.
+    pub fn append_blocking(&self, batch: Batch) -> Result<Lsn, WalError> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(WalError::Failed { reason });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Append(Request { batch, reply }))
+            .map_err(|_| WalError::Closed)?;
+        answer.blocking_recv().map_err(|_| WalError::Closed)?
+    }
+
+    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Lsn, WalError>>, WalError> {
         if let Some(reason) = self.shared.failure() {
             return Err(WalError::Failed { reason });
         }
@@ -327,12 +383,19 @@ impl Wal {
                 TrySendError::Full(_) => WalError::Overloaded,
                 TrySendError::Disconnected(_) => WalError::Closed,
             })?;
-        answer.await.map_err(|_| WalError::Closed)?
+        Ok(answer)
+    }
+
+    /// A reader from `consumer`'s position, for a consumer that reads the
+    /// log itself rather than from the writer's channel. It sees records
+    /// once they are fsynced.
+    pub fn reader(&self, consumer: &Consumer) -> Reader {
+        Reader::new(self.dir.clone(), self.shared.clone(), consumer)
     }
 
     /// The LSN after the last durable record.
     pub fn end(&self) -> Lsn {
-        Lsn(self.shared.end.load(Ordering::SeqCst))
+        self.shared.end()
     }
 
     /// Bytes of log the slowest consumer has not passed yet.
@@ -361,6 +424,7 @@ impl Wal {
                 tracing::error!("wal writer thread panicked");
             }
         }
+        self.shared.set_closed();
     }
 }
 
