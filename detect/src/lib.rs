@@ -7,6 +7,10 @@
 //!   `utf16*`).
 //! - [`rule`]: rule documents read from YAML and compiled; a rule that uses
 //!   anything not implemented is refused with its id, file and reason.
+//! - [`alert`]: what matches become, stored as events of `tripline.alerts`.
+//! - [`stage`]: the [`Detector`], a consumer of the WAL with its own
+//!   durable position, evaluating every rule on every event off the
+//!   acknowledgement path and appending alerts back to the log.
 //!
 //! ```
 //! use detect::rule::{parse_file, Document};
@@ -30,9 +34,14 @@
 //! assert!(rule.matches(&event));
 //! ```
 
+pub mod alert;
 pub mod condition;
 pub mod matcher;
 pub mod rule;
+pub mod stage;
+
+pub use alert::{Alert, Status, ALERTS_DATASET};
+pub use stage::{Checkpoint, DetectConfig, DetectMetrics, Detector, Rules, StatusChange};
 
 use schemas::ErrorCode;
 
@@ -45,6 +54,18 @@ pub enum DetectError {
     /// A rule this engine will not evaluate, and why.
     #[error("{file}: rule {rule} refused: {reason}")]
     Refused { file: String, rule: String, reason: String },
+    /// The stage's checkpoint cannot be read or written.
+    #[error("detection state {path}: {reason}")]
+    State { path: String, reason: String },
+    /// The WAL refused the stage's alerts.
+    #[error("write-ahead log: {0}")]
+    Wal(String),
+    /// No alert has that id.
+    #[error("no alert {id}")]
+    NotFound { id: String },
+    /// The stage is not running.
+    #[error("detection is not running")]
+    Stopped,
 }
 
 impl DetectError {
@@ -52,6 +73,16 @@ impl DetectError {
     pub fn error_code(&self) -> ErrorCode {
         match self {
             DetectError::Yaml { .. } | DetectError::Refused { .. } => ErrorCode::BadRequest,
+            DetectError::State { .. } => ErrorCode::Internal,
+            DetectError::Wal(_) | DetectError::Stopped => ErrorCode::Unavailable,
+            DetectError::NotFound { .. } => ErrorCode::NotFound,
+        }
+    }
+
+    pub(crate) fn state(path: &std::path::Path, e: impl std::fmt::Display) -> DetectError {
+        DetectError::State {
+            path: path.display().to_string(),
+            reason: e.to_string(),
         }
     }
 }

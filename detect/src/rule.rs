@@ -38,9 +38,43 @@ pub struct Rule {
     /// Whether `schemas/sigma/logsources.toml` knows the logsource (else
     /// the rule is evaluated on every event).
     pub mapped: bool,
+    /// Tripline's own attribute `suppression: {group_by: [...], duration: 1h}`
+    /// (Elastic's `alert_suppression`); `None` takes the configured default.
+    pub suppression: Option<Suppression>,
     select: Vec<Select>,
     condition: Vec<Cond>,
     selections: BTreeMap<String, Selection>,
+}
+
+/// How a rule's matches are grouped into alerts: matches with the same
+/// values of `group_by` within `duration` of the first one count on one
+/// alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Suppression {
+    /// Fields whose values make the group (none: one group per rule).
+    pub group_by: Vec<String>,
+    /// How long an alert takes further matches; `None`: the default.
+    pub duration: Option<std::time::Duration>,
+}
+
+/// Reads a Sigma timespan: a number and a unit, `s`, `m`, `h`, `d` (`30s`,
+/// `5m`, `1h`, `2d`); `0` alone is zero.
+pub fn timespan(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        "w" => n.checked_mul(604_800),
+        _ => None,
+    }?;
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// A rule's `logsource`.
@@ -146,6 +180,40 @@ impl Rule {
                 }
             }
         }
+    }
+
+    /// Every field the rule's detection tests, as the event names it
+    /// (the logsource's mapping first), in order, without repeats.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for sel in self.selections.values() {
+            if let Selection::Maps(maps) = sel {
+                for test in maps.iter().flatten() {
+                    if let Some(f) = test.field.first() {
+                        if !out.contains(&f.as_str()) {
+                            out.push(f);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The values the event has for the fields the rule tests (under the
+    /// first name of each field the event has).
+    pub fn matched_values(&self, event: &Event) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        for sel in self.selections.values() {
+            if let Selection::Maps(maps) = sel {
+                for test in maps.iter().flatten() {
+                    if let Some((name, v)) = test.field.iter().find_map(|f| event.get(f).map(|v| (f, v))) {
+                        out.entry(name.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Whether the rule's logsource selects `event`.
@@ -378,6 +446,27 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
         Some(Yaml::Sequence(t)) => t.iter().filter_map(text).collect(),
         _ => Vec::new(),
     };
+    let suppression = match get(y, "suppression") {
+        None => None,
+        Some(sup) => {
+            let group_by = match get(sup, "group_by") {
+                None => Vec::new(),
+                Some(Yaml::Sequence(f)) => f.iter().filter_map(text).collect(),
+                Some(other) => text(other).into_iter().collect(),
+            };
+            let duration = match get(sup, "duration") {
+                None => None,
+                Some(d) => Some(text(d).as_deref().and_then(timespan).ok_or_else(|| {
+                    refuse(
+                        origin,
+                        &shown,
+                        "suppression.duration is not a timespan such as 30s, 5m, 1h or 2d",
+                    )
+                })?),
+            };
+            Some(Suppression { group_by, duration })
+        }
+    };
     Ok(Document::Rule(Box::new(Rule {
         id: shown,
         name: get(y, "name").and_then(text),
@@ -387,6 +476,7 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
         tags,
         logsource,
         mapped: entry.is_some(),
+        suppression,
         select,
         condition,
         selections,
@@ -881,6 +971,11 @@ impl RuleSet {
 
     /// The rules that match `event`.
     pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.matching_indexed(event).map(|(_, r)| r)
+    }
+
+    /// The rules that match `event`, each with its index in [`RuleSet::rules`].
+    pub fn matching_indexed<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = (usize, &'a Rule)> + 'a {
         let mut subject = Subject::new(event);
         if let Some(ac) = &self.keywords {
             subject.find_keywords(ac);
@@ -895,8 +990,8 @@ impl RuleSet {
         candidates.dedup();
         candidates
             .into_iter()
-            .map(|i| &self.rules[i])
-            .filter(|r| r.matches_subject(&subject))
+            .map(|i| (i, &self.rules[i]))
+            .filter(|(_, r)| r.matches_subject(&subject))
             .collect::<Vec<_>>()
             .into_iter()
     }

@@ -1,0 +1,694 @@
+//! The detection stage: a consumer of the WAL with its own durable
+//! position. It reads what ingest made durable, evaluates every rule on
+//! every event on its own thread (never on the acknowledgement path),
+//! groups matches into alerts (suppression), and appends each new version
+//! of an alert back to the WAL as an event of `tripline.alerts`, where the
+//! index picks it up like any event.
+//!
+//! Exactly once across crashes: the position and the open alerts are saved
+//! together in `checkpoint.json` (temporary file, fsync, rename), only
+//! after the alerts of every record before the position are fsynced in the
+//! WAL. After a crash the stage replays from the saved position with the
+//! saved state; the alerts it makes again have the same ids (derived from
+//! rule, group and first event) and the same contents, so the index, which
+//! keeps one document per id, holds each alert once. Status changes made
+//! after the checkpoint are read back from the WAL as the replay passes
+//! them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use schemas::Event;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use wal::{Batch, Consumer, Durable, Lsn, Read, Reader, Wal};
+
+use crate::alert::{alert_id, Alert, Status, ALERTS_DATASET, MAX_EVENT_IDS};
+use crate::rule::{Placeholders, Rule, RuleSet};
+use crate::DetectError;
+
+/// Most alert versions appended in one WAL record.
+const MAX_ALERTS_PER_RECORD: usize = 10_000;
+
+/// How the stage runs.
+#[derive(Debug, Clone)]
+pub struct DetectConfig {
+    /// Where `checkpoint.json` is kept.
+    pub state_dir: PathBuf,
+    /// How long an alert takes further matches of its rule and group when
+    /// the rule does not say (`suppression.duration`); zero makes an alert
+    /// of every match.
+    pub suppression: Duration,
+    /// Most alerts kept open; past it the oldest are closed to new matches
+    /// (counted in `tripline_detect_alerts_evicted_total`).
+    pub max_open_alerts: usize,
+    /// How often the position and state are saved (when they moved).
+    pub checkpoint_interval: Duration,
+}
+
+impl DetectConfig {
+    /// Defaults, with the state in `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> DetectConfig {
+        DetectConfig {
+            state_dir: state_dir.into(),
+            suppression: Duration::from_secs(300),
+            max_open_alerts: 100_000,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A loaded rule set with what the API shows about it.
+#[derive(Debug, Default)]
+pub struct Rules {
+    /// The compiled rules.
+    pub set: RuleSet,
+    /// Every document refused, with its file, rule and reason.
+    pub refused: Vec<DetectError>,
+    /// Matches per rule, by index in `set.rules()`.
+    pub matches: Vec<AtomicU64>,
+    /// The directory the rules came from.
+    pub dir: Option<PathBuf>,
+}
+
+impl Rules {
+    /// Loads every rule file below `dir`.
+    pub fn load(dir: &Path, placeholders: &Placeholders) -> Rules {
+        let (set, refused) = RuleSet::load_dir(dir, placeholders);
+        Rules::new(set, refused, Some(dir.to_path_buf()))
+    }
+
+    /// Rules already compiled.
+    pub fn new(set: RuleSet, refused: Vec<DetectError>, dir: Option<PathBuf>) -> Rules {
+        let matches = set.rules().iter().map(|_| AtomicU64::new(0)).collect();
+        Rules {
+            set,
+            refused,
+            matches,
+            dir,
+        }
+    }
+
+    /// Matches of rule `i` since it was loaded.
+    pub fn match_count(&self, i: usize) -> u64 {
+        self.matches.get(i).map_or(0, |m| m.load(Ordering::Relaxed))
+    }
+}
+
+/// Metrics of the stage, under `tripline_detect_`.
+#[derive(Debug, Clone)]
+pub struct DetectMetrics {
+    pub events: Counter,
+    pub matches: Counter,
+    pub alerts_created: Counter,
+    pub alerts_updated: Counter,
+    pub alerts_evicted: Counter,
+    pub open_alerts: Gauge,
+    pub lag_bytes: Gauge,
+    /// From an event's acknowledgement (`event.ingested`) to its alert
+    /// being durable.
+    pub alert_delay_seconds: Histogram,
+}
+
+impl Default for DetectMetrics {
+    fn default() -> DetectMetrics {
+        DetectMetrics {
+            events: Counter::default(),
+            matches: Counter::default(),
+            alerts_created: Counter::default(),
+            alerts_updated: Counter::default(),
+            alerts_evicted: Counter::default(),
+            open_alerts: Gauge::default(),
+            lag_bytes: Gauge::default(),
+            alert_delay_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        }
+    }
+}
+
+impl DetectMetrics {
+    /// Registers every metric.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("tripline_detect");
+        r.register("events", "Events evaluated against the rules", self.events.clone());
+        r.register("matches", "Rule matches", self.matches.clone());
+        r.register("alerts_created", "Alerts opened", self.alerts_created.clone());
+        r.register(
+            "alerts_updated",
+            "Matches counted on an open alert (suppressed)",
+            self.alerts_updated.clone(),
+        );
+        r.register(
+            "alerts_evicted",
+            "Open alerts closed to new matches because max_open_alerts was reached",
+            self.alerts_evicted.clone(),
+        );
+        r.register("open_alerts", "Alerts taking new matches", self.open_alerts.clone());
+        r.register(
+            "lag_bytes",
+            "Bytes of WAL after detection's position",
+            self.lag_bytes.clone(),
+        );
+        r.register(
+            "alert_delay_seconds",
+            "From an event's acknowledgement to its alert being durable",
+            self.alert_delay_seconds.clone(),
+        );
+    }
+}
+
+/// An alert taking new matches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OpenAlert {
+    alert: Alert,
+    /// Event time of the match that opened it: the window is this, plus
+    /// or minus `duration`.
+    #[serde(with = "time::serde::rfc3339")]
+    opened: OffsetDateTime,
+    duration_ms: u64,
+}
+
+/// The stage's durable state: its WAL position and its open alerts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Every record before it has been evaluated and its alerts are in the WAL.
+    pub position: u64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    watermark: Option<OffsetDateTime>,
+    #[serde(default)]
+    open: Vec<OpenAlert>,
+}
+
+const CHECKPOINT: &str = "checkpoint.json";
+
+impl Checkpoint {
+    /// Reads `dir/checkpoint.json`; an absent file is the start of the log.
+    pub fn load(dir: &Path) -> Result<Checkpoint, DetectError> {
+        let path = dir.join(CHECKPOINT);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DetectError::state(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Checkpoint::default()),
+            Err(e) => Err(DetectError::state(&path, e)),
+        }
+    }
+
+    fn store(&self, dir: &Path) -> Result<(), DetectError> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir).map_err(|e| DetectError::state(dir, e))?;
+        let path = dir.join(CHECKPOINT);
+        let tmp = dir.join("checkpoint.json.tmp");
+        let bytes = serde_json::to_vec(self).map_err(|e| DetectError::state(&tmp, e))?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| DetectError::state(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| DetectError::state(&tmp, e))?;
+        f.sync_all().map_err(|e| DetectError::state(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| DetectError::state(&path, e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| DetectError::state(dir, e))
+    }
+}
+
+/// A status change asked for by an analyst.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub status: Status,
+    pub comment: Option<String>,
+    /// Who: the token's name.
+    pub by: String,
+}
+
+enum Command {
+    SetStatus {
+        id: String,
+        change: StatusChange,
+        stored: Option<Box<Alert>>,
+        reply: mpsc::Sender<Result<Alert, DetectError>>,
+    },
+}
+
+/// Handle to the running stage.
+pub struct Detector {
+    commands: SyncSender<Command>,
+    rules: Arc<RwLock<Arc<Rules>>>,
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector").finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    /// Starts the stage reading `wal` from `consumer`'s position, with the
+    /// state of `checkpoint` (read with [`Checkpoint::load`] before the
+    /// consumer was handed to [`Wal::open`]).
+    pub fn spawn(
+        wal: Arc<Wal>,
+        consumer: Consumer,
+        checkpoint: Checkpoint,
+        rules: Rules,
+        config: DetectConfig,
+        metrics: DetectMetrics,
+    ) -> Result<Detector, DetectError> {
+        let (tx, rx) = mpsc::sync_channel(64);
+        let rules = Arc::new(RwLock::new(Arc::new(rules)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(Mutex::new(None));
+        let reader = wal.reader(&consumer);
+        let mut open = HashMap::new();
+        let mut by_group = HashMap::new();
+        for o in checkpoint.open {
+            by_group.insert((o.alert.rule_id.clone(), o.alert.group_key.clone()), o.alert.id.clone());
+            open.insert(o.alert.id.clone(), o);
+        }
+        metrics.open_alerts.set(open.len() as i64);
+        let stage = Stage {
+            position: Lsn(checkpoint.position).max(consumer.position()),
+            checkpointed: consumer.position(),
+            wal,
+            reader,
+            consumer,
+            rules: rules.clone(),
+            config,
+            metrics,
+            open,
+            by_group,
+            watermark: checkpoint.watermark,
+            last_checkpoint: Instant::now(),
+            commands: rx,
+            stop: stop.clone(),
+            failure: failure.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("tripline-detect".into())
+            .spawn(move || stage.run())
+            .map_err(|e| DetectError::state(Path::new("tripline-detect thread"), e))?;
+        Ok(Detector {
+            commands: tx,
+            rules,
+            stop,
+            failure,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The rules being evaluated.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Evaluates `rules` from the next record on.
+    pub fn replace_rules(&self, rules: Rules) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    /// Sets an alert's status, durably, and returns the new version. The
+    /// stage's own copy is used while the alert is open; `stored` (read
+    /// from the index) otherwise. Blocks until the version is fsynced.
+    pub fn set_status(&self, id: &str, change: StatusChange, stored: Option<Alert>) -> Result<Alert, DetectError> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::SetStatus {
+                id: id.to_string(),
+                change,
+                stored: stored.map(Box::new),
+                reply,
+            })
+            .map_err(|_| DetectError::Stopped)?;
+        answer.recv().map_err(|_| DetectError::Stopped)?
+    }
+
+    /// Why the stage stopped for good, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Finishes the record in hand, saves the checkpoint and stops. Call
+    /// before closing the WAL (the stage appends to it).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("detection thread panicked");
+            }
+        }
+    }
+}
+
+struct Stage {
+    wal: Arc<Wal>,
+    reader: Reader,
+    consumer: Consumer,
+    rules: Arc<RwLock<Arc<Rules>>>,
+    config: DetectConfig,
+    metrics: DetectMetrics,
+    open: HashMap<String, OpenAlert>,
+    /// (rule id, group key) -> the open alert's id.
+    by_group: HashMap<(String, String), String>,
+    /// Latest event time seen: alerts whose window ends before it close.
+    watermark: Option<OffsetDateTime>,
+    /// After the last record evaluated (its alerts are durable).
+    position: Lsn,
+    checkpointed: Lsn,
+    last_checkpoint: Instant,
+    commands: Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Alerts made or changed by one record, in order, each once.
+#[derive(Default)]
+struct Changed {
+    ids: Vec<String>,
+    seen: HashSet<String>,
+    /// Alerts of rules without suppression, never open.
+    single: HashMap<String, Alert>,
+}
+
+impl Changed {
+    fn touch(&mut self, id: &str) {
+        if self.seen.insert(id.to_string()) {
+            self.ids.push(id.to_string());
+        }
+    }
+}
+
+impl Stage {
+    fn run(mut self) {
+        tracing::info!(position = %self.position, open_alerts = self.open.len(), "detection started");
+        loop {
+            while let Ok(cmd) = self.commands.try_recv() {
+                if let Err(e) = self.command(cmd) {
+                    return self.fail(e);
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match self.reader.next(Duration::from_millis(50)) {
+                Ok(Read::Record(d)) => {
+                    if let Err(e) = self.process(d) {
+                        return self.fail(e);
+                    }
+                }
+                Ok(Read::Idle) => {}
+                Ok(Read::Closed) => break,
+                Err(e) => return self.fail(DetectError::Wal(e.to_string())),
+            }
+            self.metrics
+                .lag_bytes
+                .set(i64::try_from(self.wal.end().0.saturating_sub(self.position.0)).unwrap_or(i64::MAX));
+            if self.position != self.checkpointed && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                self.checkpoint();
+            }
+        }
+        self.checkpoint();
+        tracing::info!(position = %self.position, "detection stopped");
+    }
+
+    fn fail(&mut self, e: DetectError) {
+        tracing::error!(error = %e, position = %self.position, "detection stopped for good: restart replays from its checkpoint");
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        // Answer status changes that are waiting, and any sent later.
+        while let Ok(Command::SetStatus { reply, .. }) = self.commands.recv() {
+            let _ = reply.send(Err(DetectError::Stopped));
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        let mut open: Vec<OpenAlert> = self.open.values().cloned().collect();
+        open.sort_by(|a, b| a.alert.id.cmp(&b.alert.id));
+        let cp = Checkpoint {
+            position: self.position.0,
+            watermark: self.watermark,
+            open,
+        };
+        match cp.store(&self.config.state_dir) {
+            Ok(()) => {
+                self.checkpointed = self.position;
+                self.consumer.advance(self.position);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot save the detection checkpoint, will retry"),
+        }
+    }
+
+    fn process(&mut self, d: Durable) -> Result<(), DetectError> {
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut changed = Changed::default();
+        let now = OffsetDateTime::now_utc();
+        let mut oldest_ingested: Option<OffsetDateTime> = None;
+        for event in &d.batch.events {
+            if event.get_str("event.dataset") == Some(ALERTS_DATASET) {
+                self.merge_stored(event);
+                continue;
+            }
+            self.metrics.events.inc();
+            let time = event_time(event).unwrap_or(now);
+            self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
+            for (i, rule) in rules.set.matching_indexed(event) {
+                if let Some(m) = rules.matches.get(i) {
+                    m.fetch_add(1, Ordering::Relaxed);
+                }
+                self.metrics.matches.inc();
+                self.count(rule, event, time, &mut changed);
+                if let Some(t) = event.get("event.ingested").and_then(schemas::time::parse_value) {
+                    oldest_ingested = Some(oldest_ingested.map_or(t, |o| o.min(t)));
+                }
+            }
+        }
+        self.emit(changed)?;
+        if let Some(t) = oldest_ingested {
+            self.metrics
+                .alert_delay_seconds
+                .observe((OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0));
+        }
+        self.evict();
+        self.position = d.end;
+        Ok(())
+    }
+
+    /// Counts one match of `rule` on an alert: the open one of its group,
+    /// or a new one.
+    fn count(&mut self, rule: &Rule, event: &Event, time: OffsetDateTime, changed: &mut Changed) {
+        let sup = rule.suppression.clone().unwrap_or_default();
+        let duration = sup.duration.unwrap_or(self.config.suppression);
+        let group: Vec<Value> = sup
+            .group_by
+            .iter()
+            .map(|f| event.get(f).cloned().unwrap_or(Value::Null))
+            .collect();
+        let group_key = sup
+            .group_by
+            .iter()
+            .zip(&group)
+            .map(|(f, v)| match v {
+                Value::String(s) => format!("{f}={s}"),
+                other => format!("{f}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let event_id = event.get_str("event.id").unwrap_or_default().to_string();
+        let key = (rule.id.clone(), group_key.clone());
+        if !duration.is_zero() {
+            if let Some(id) = self.by_group.get(&key) {
+                if let Some(o) = self.open.get_mut(id) {
+                    let window = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+                    if (time - o.opened).abs() <= window {
+                        let a = &mut o.alert;
+                        a.count = a.count.saturating_add(1);
+                        a.first_time = a.first_time.min(time);
+                        a.last_time = a.last_time.max(time);
+                        if a.event_ids.len() < MAX_EVENT_IDS {
+                            a.event_ids.push(event_id);
+                        }
+                        self.metrics.alerts_updated.inc();
+                        changed.touch(id);
+                        return;
+                    }
+                }
+            }
+        }
+        let id = alert_id(&rule.id, &group_key, &event_id);
+        let alert = Alert {
+            id: id.clone(),
+            rule_id: rule.id.clone(),
+            rule_title: rule.title.clone(),
+            level: rule.level.clone().unwrap_or_else(|| "informational".into()),
+            tags: rule.tags.clone(),
+            group_by: sup.group_by.clone(),
+            group,
+            group_key,
+            first_time: time,
+            last_time: time,
+            count: 1,
+            event_ids: vec![event_id],
+            matched: rule.matched_values(event),
+            status: Status::Open,
+            comment: None,
+            updated_by: None,
+            updated_at: None,
+        };
+        self.metrics.alerts_created.inc();
+        changed.touch(&id);
+        if duration.is_zero() {
+            changed.single.insert(id, alert);
+            return;
+        }
+        if let Some(old) = self.by_group.insert(key, id.clone()) {
+            self.open.remove(&old);
+        }
+        self.open.insert(
+            id,
+            OpenAlert {
+                alert,
+                opened: time,
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            },
+        );
+    }
+
+    /// Appends the new version of every changed alert to the WAL.
+    fn emit(&mut self, mut changed: Changed) -> Result<(), DetectError> {
+        let mut events = Vec::new();
+        for id in &changed.ids {
+            let alert = match changed.single.remove(id) {
+                Some(a) => Some(a),
+                None => self.open.get(id).map(|o| o.alert.clone()),
+            };
+            if let Some(a) = alert {
+                events.push(a.to_event());
+            }
+        }
+        for chunk in events.chunks(MAX_ALERTS_PER_RECORD) {
+            self.wal
+                .append_blocking(Batch::encode(chunk.to_vec()))
+                .map_err(|e| DetectError::Wal(e.to_string()))?;
+        }
+        self.metrics.open_alerts.set(self.open.len() as i64);
+        Ok(())
+    }
+
+    /// An alert version read back from the WAL: a status change made after
+    /// the checkpoint, applied again as the replay passes it.
+    fn merge_stored(&mut self, event: &Event) {
+        let Some(stored) = Alert::from_event(event) else {
+            return;
+        };
+        let Some(o) = self.open.get_mut(&stored.id) else {
+            return;
+        };
+        if stored.updated_at.is_some() && stored.updated_at > o.alert.updated_at {
+            o.alert.status = stored.status;
+            o.alert.comment = stored.comment;
+            o.alert.updated_by = stored.updated_by;
+            o.alert.updated_at = stored.updated_at;
+            if stored.status == Status::Closed {
+                self.close(&stored.id);
+            }
+        }
+    }
+
+    fn close(&mut self, id: &str) {
+        if let Some(o) = self.open.remove(id) {
+            let key = (o.alert.rule_id, o.alert.group_key);
+            if self.by_group.get(&key).is_some_and(|g| g == id) {
+                self.by_group.remove(&key);
+            }
+        }
+    }
+
+    /// Closes alerts whose window the event time has passed, and the
+    /// oldest ones past `max_open_alerts`.
+    fn evict(&mut self) {
+        if let Some(w) = self.watermark {
+            let expired: Vec<String> = self
+                .open
+                .values()
+                .filter(|o| {
+                    let d = time::Duration::milliseconds(i64::try_from(o.duration_ms).unwrap_or(i64::MAX));
+                    o.opened.checked_add(d).is_some_and(|end| end < w)
+                })
+                .map(|o| o.alert.id.clone())
+                .collect();
+            for id in expired {
+                self.close(&id);
+            }
+        }
+        let cap = self.config.max_open_alerts.max(1);
+        if self.open.len() > cap {
+            let mut by_age: Vec<(OffsetDateTime, String)> =
+                self.open.values().map(|o| (o.opened, o.alert.id.clone())).collect();
+            by_age.sort();
+            // Down to 90% of the cap, so a flood does not sort on every match.
+            let excess = self.open.len() - cap * 9 / 10;
+            for (_, id) in by_age.into_iter().take(excess) {
+                self.close(&id);
+                self.metrics.alerts_evicted.inc();
+            }
+        }
+        self.metrics.open_alerts.set(self.open.len() as i64);
+    }
+
+    fn command(&mut self, cmd: Command) -> Result<(), DetectError> {
+        match cmd {
+            Command::SetStatus {
+                id,
+                change,
+                stored,
+                reply,
+            } => {
+                let mut alert = match (self.open.get(&id), stored) {
+                    (Some(o), _) => o.alert.clone(),
+                    (None, Some(s)) => *s,
+                    (None, None) => {
+                        let _ = reply.send(Err(DetectError::NotFound { id }));
+                        return Ok(());
+                    }
+                };
+                alert.status = change.status;
+                alert.comment = change.comment;
+                alert.updated_by = Some(change.by);
+                // Strictly after the previous change, so replay orders them.
+                let now = OffsetDateTime::now_utc();
+                alert.updated_at = Some(match alert.updated_at {
+                    Some(prev) if prev >= now => prev + time::Duration::microseconds(1),
+                    _ => now,
+                });
+                let appended = self.wal.append_blocking(Batch::encode(vec![alert.to_event()]));
+                if let Err(e) = appended {
+                    let _ = reply.send(Err(DetectError::Wal(e.to_string())));
+                    return Err(DetectError::Wal(e.to_string()));
+                }
+                if let Some(o) = self.open.get_mut(&id) {
+                    o.alert = alert.clone();
+                }
+                if alert.status == Status::Closed {
+                    self.close(&id);
+                }
+                // Saved now, so a replay re-making this alert's versions
+                // from records before the change carries the new status.
+                self.checkpoint();
+                let _ = reply.send(Ok(alert));
+                Ok(())
+            }
+        }
+    }
+}
+
+fn event_time(event: &Event) -> Option<OffsetDateTime> {
+    event.get("@timestamp").and_then(schemas::time::parse_value)
+}
