@@ -41,7 +41,9 @@ pub enum Scope {
     Ingest,
     /// Search.
     Search,
-    /// Manage tokens, read metrics.
+    /// Change alerts (status, comment).
+    Alerts,
+    /// Manage tokens, rules, read metrics; implies every other scope.
     Admin,
 }
 
@@ -50,6 +52,7 @@ impl std::fmt::Display for Scope {
         f.write_str(match self {
             Scope::Ingest => "ingest",
             Scope::Search => "search",
+            Scope::Alerts => "alerts",
             Scope::Admin => "admin",
         })
     }

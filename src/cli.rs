@@ -11,9 +11,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-/// Arguments of `tripline query`.
+/// How to reach the daemon.
 #[derive(Debug, Args)]
-pub struct QueryArgs {
+pub struct ServerArgs {
     /// The daemon's base URL.
     #[arg(long, env = "TRIPLINE_SERVER", default_value = "http://127.0.0.1:7490")]
     server: String,
@@ -25,6 +25,13 @@ pub struct QueryArgs {
     /// TRIPLINE_TOKEN environment variable, else ./tripline-data/admin.token.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+}
+
+/// Arguments of `tripline query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     /// Start of the time range: RFC 3339 or relative (-15m, -24h).
     #[arg(long, allow_hyphen_values = true)]
     start: Option<String>,
@@ -44,7 +51,7 @@ pub struct QueryArgs {
 /// The token: `--token`, `--token-file`, `TRIPLINE_TOKEN`, or the admin
 /// token file of `./tripline-data`, in this order. (`TRIPLINE_TOKEN` is read
 /// here rather than by clap, so that it does not conflict with `--token-file`.)
-fn token(args: &QueryArgs) -> anyhow::Result<String> {
+fn token(args: &ServerArgs) -> anyhow::Result<String> {
     if let Some(t) = &args.token {
         return Ok(t.clone());
     }
@@ -70,9 +77,9 @@ fn token(args: &QueryArgs) -> anyhow::Result<String> {
 
 /// Runs the query and prints the hits.
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
-    let token = token(&args)?;
+    let token = token(&args.server)?;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let url = format!("{}/api/v1/search", args.server.trim_end_matches('/'));
+    let url = format!("{}/api/v1/search", args.server.server.trim_end_matches('/'));
     let body = json!({ "query": args.query, "start": args.start, "end": args.end, "limit": args.limit });
     let mut response = agent
         .post(&url)
@@ -106,6 +113,95 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let total = answer.get("total").and_then(Value::as_u64).unwrap_or(0);
     let took = answer.get("took_ms").and_then(Value::as_u64).unwrap_or(0);
     eprintln!("{} of {total} hits in {took} ms", hits.len());
+    Ok(())
+}
+
+/// Arguments of `tripline alerts`.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Alerts whose first event is at or after this: RFC 3339 or relative (-24h).
+    #[arg(long, allow_hyphen_values = true)]
+    start: Option<String>,
+    /// Alerts whose first event is before this.
+    #[arg(long, allow_hyphen_values = true)]
+    end: Option<String>,
+    /// Only this rule (id or title).
+    #[arg(long)]
+    rule: Option<String>,
+    /// Only this status: open, acknowledged, closed.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this level: informational, low, medium, high, critical.
+    #[arg(long)]
+    level: Option<String>,
+    /// Alerts to print.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Lists alerts, newest first, as a table.
+pub fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
+    let token = token(&args.server)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}/api/v1/alerts", args.server.server.trim_end_matches('/'));
+    let mut request = agent
+        .get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .query("limit", args.limit.to_string());
+    for (k, v) in [
+        ("start", &args.start),
+        ("end", &args.end),
+        ("rule", &args.rule),
+        ("status", &args.status),
+        ("level", &args.level),
+    ] {
+        if let Some(v) = v {
+            request = request.query(k, v);
+        }
+    }
+    let mut response = request.call().with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let answer: Value = response.body_mut().read_json().context("reading the response")?;
+    if !status.is_success() {
+        let msg = escape(answer.get("error").and_then(Value::as_str).unwrap_or("request failed"));
+        bail!("{status}: {msg}");
+    }
+    let alerts = answer
+        .get("alerts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if args.json {
+        for a in &alerts {
+            println!("{}", json_line(a));
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20}  {:<13}  {:<12}  {:>6}  {:<36}  {:<40}  GROUP",
+        "FIRST", "LEVEL", "STATUS", "COUNT", "ID", "RULE"
+    );
+    let text = |a: &Value, k: &str| escape(a.get(k).and_then(Value::as_str).unwrap_or(""));
+    for a in &alerts {
+        let first = text(a, "first_time");
+        println!(
+            "{:<20}  {:<13}  {:<12}  {:>6}  {:<36}  {:<40}  {}",
+            first.get(..19).unwrap_or(&first),
+            text(a, "level"),
+            text(a, "status"),
+            a.get("count").and_then(Value::as_u64).unwrap_or(0),
+            text(a, "id"),
+            escape_clipped(a.get("rule_title").and_then(Value::as_str).unwrap_or(""), 40),
+            escape_clipped(a.get("group_key").and_then(Value::as_str).unwrap_or(""), 60),
+        );
+    }
+    let total = answer.get("total").and_then(Value::as_u64).unwrap_or(0);
+    eprintln!("{} of {total} alerts", alerts.len());
     Ok(())
 }
 

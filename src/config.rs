@@ -30,6 +30,8 @@ pub struct Config {
     pub http: HttpSection,
     /// The syslog listener (TCP and UDP).
     pub syslog: SyslogSection,
+    /// Sigma detection.
+    pub detect: DetectSection,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             http: HttpSection::default(),
             syslog: SyslogSection::default(),
+            detect: DetectSection::default(),
         }
     }
 }
@@ -301,6 +304,54 @@ impl SyslogSection {
     }
 }
 
+/// `[detect]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSection {
+    /// Directory of Sigma rules (`.yml`, `.yaml`, searched recursively);
+    /// none: detection is off.
+    pub rules_dir: Option<PathBuf>,
+    /// Seconds between looks at `rules_dir` for changed files (then the
+    /// rules are reloaded); 0: only on `POST /api/v1/rules/reload`.
+    pub reload_interval_secs: u64,
+    /// Seconds an alert takes further matches of its rule and group when
+    /// the rule has no `suppression.duration`; 0: an alert per match.
+    pub suppression_secs: u64,
+    /// Alerts kept open at most; past it the oldest take no more matches.
+    pub max_open_alerts: usize,
+    /// Milliseconds between saves of detection's position and state.
+    pub checkpoint_interval_ms: u64,
+    /// Values of the placeholders the `expand` modifier fills, such as
+    /// `admins = ["root", "admin*"]` for `%admins%`.
+    pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for DetectSection {
+    fn default() -> DetectSection {
+        let d = detect::DetectConfig::new("");
+        DetectSection {
+            rules_dir: None,
+            reload_interval_secs: 2,
+            suppression_secs: d.suppression.as_secs(),
+            max_open_alerts: d.max_open_alerts,
+            checkpoint_interval_ms: u64::try_from(d.checkpoint_interval.as_millis()).unwrap_or(u64::MAX),
+            placeholders: Default::default(),
+        }
+    }
+}
+
+impl DetectSection {
+    /// The stage's settings, its state kept in `state_dir`.
+    pub fn stage_config(&self, state_dir: PathBuf) -> detect::DetectConfig {
+        detect::DetectConfig {
+            state_dir,
+            suppression: Duration::from_secs(self.suppression_secs),
+            max_open_alerts: self.max_open_alerts,
+            checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`; unknown keys are errors naming the key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -365,6 +416,14 @@ impl Config {
         }
         if !ingest::normalize::valid_source(&s.source) {
             bail!("syslog.source must be 1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+        if self.detect.max_open_alerts == 0 || self.detect.checkpoint_interval_ms == 0 {
+            bail!("detect.max_open_alerts and detect.checkpoint_interval_ms must be positive");
+        }
+        if let Some(dir) = &self.detect.rules_dir {
+            if !dir.is_dir() {
+                bail!("detect.rules_dir {} is not a directory", dir.display());
+            }
         }
         if let Listen::On(addr) = s.listen {
             if addr == self.listen && addr.port() != 0 {

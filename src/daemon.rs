@@ -93,6 +93,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         "Connections closed at once because the connection limit was reached",
         refused.clone(),
     );
+    // Detection reads the log from its own position, saved with its state.
+    let detect_dir = data.join("detect");
+    let detect_start = match &config.detect.rules_dir {
+        None => None,
+        Some(dir) => {
+            let checkpoint = detect::Checkpoint::load(&detect_dir)?;
+            let consumer = Consumer::new("detect", Lsn(checkpoint.position));
+            let (dir, placeholders) = (dir.clone(), config.detect.placeholders.clone());
+            let rules = tokio::task::spawn_blocking(move || crate::detection::load(&dir, &placeholders))
+                .await
+                .context("rules load task")?;
+            Some((checkpoint, consumer, rules))
+        }
+    };
+    let detect_metrics = detect::DetectMetrics::default();
+    detect_metrics.register(&mut registry);
+    let detection_cell: Arc<OnceLock<Arc<crate::detection::Detection>>> = Arc::new(OnceLock::new());
     let secs = Duration::from_secs;
     let state = AppState {
         ingestor: ingestor_cell.clone(),
@@ -114,6 +131,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             max_unindexed_bytes: config.wal.max_unindexed_bytes,
         },
         ready: ready.clone(),
+        detection: detection_cell.clone(),
     };
     let addr = listener.local_addr()?;
     println!("tripline listening on http://{addr}");
@@ -139,7 +157,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         queue_depth: config.wal.queue_depth,
         ..WalConfig::new(&wal_dir)
     };
-    let consumers = vec![index_consumer];
+    let mut consumers = vec![index_consumer];
+    if let Some((_, consumer, _)) = &detect_start {
+        consumers.push(consumer.clone());
+    }
     let (wal, recovered) =
         tokio::task::spawn_blocking(move || Wal::open(wal_config, consumers, floor, wal_metrics, to_index))
             .await
@@ -153,6 +174,25 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         "write-ahead log recovered"
     );
     let wal = Arc::new(wal);
+    if let (Some((checkpoint, consumer, rules)), Some(dir)) = (detect_start, &config.detect.rules_dir) {
+        let detector = detect::Detector::spawn(
+            wal.clone(),
+            consumer,
+            checkpoint,
+            rules,
+            config.detect.stage_config(detect_dir),
+            detect_metrics,
+        )?;
+        let detection = Arc::new(crate::detection::Detection::new(
+            detector,
+            dir.clone(),
+            config.detect.placeholders.clone(),
+        ));
+        if config.detect.reload_interval_secs > 0 {
+            detection.watch(secs(config.detect.reload_interval_secs), shutdown.clone());
+        }
+        let _ = detection_cell.set(detection);
+    }
     let ingest_config = IngestConfig {
         max_body_bytes: config.ingest.max_body_bytes,
         limits: ingest::parse::Limits {
@@ -199,7 +239,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     }
     tracing::info!("shutting down: flushing the write-ahead log and committing the index");
     let closing = wal.clone();
+    let detection = detection_cell.get().cloned();
     tokio::task::spawn_blocking(move || {
+        // Detection appends alerts to the log: it stops first.
+        if let Some(d) = detection {
+            d.detector.stop();
+        }
         closing.close();
         indexer.join();
     })

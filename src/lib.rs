@@ -15,4 +15,5 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod detection;
 pub mod http;

@@ -39,9 +39,14 @@ enum Command {
         /// Syslog address (TCP and UDP), or `off`; port 0 picks a free port.
         #[arg(long)]
         syslog_listen: Option<config::Listen>,
+        /// Directory of Sigma rules evaluated on every event (`detect.rules_dir`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
     /// Search a running daemon and print the hits.
     Query(cli::QueryArgs),
+    /// List the alerts of a running daemon.
+    Alerts(cli::AlertsArgs),
     /// Sigma rules: check a directory of them.
     #[command(subcommand)]
     Rules(cli::RulesCommand),
@@ -55,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             syslog_listen,
+            rules,
         } => {
             // First: every file the daemon creates is private to its user.
             daemon::private_umask();
@@ -78,6 +84,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(l) = syslog_listen {
                 cfg.syslog.listen = l;
+            }
+            if let Some(r) = rules {
+                cfg.detect.rules_dir = Some(r);
             }
             cfg.validate()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Query(args) => cli::query(args),
+        Command::Alerts(args) => cli::alerts(args),
         Command::Rules(cmd) => cli::rules(cmd),
     }
 }

@@ -81,6 +81,7 @@ impl Node {
                 max_unindexed_bytes,
             },
             ready: Arc::new(AtomicBool::new(true)),
+            detection: Arc::new(OnceLock::new()),
         };
         Node {
             state,

@@ -70,7 +70,7 @@ pub enum IngestError {
     #[error("internal error: {reason}")]
     Internal { reason: String },
     /// The `source` name is not usable.
-    #[error("invalid source name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -")]
+    #[error("invalid source name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with tripline. (Tripline's own datasets)")]
     BadSource { name: String },
     /// Too much is in flight: the client should retry later.
     #[error("ingest is overloaded: retry later")]

@@ -126,9 +126,15 @@ pub fn normalize(event: &mut Event, dataset: &str, clock: &IngestClock) {
     event.insert(fields::DATASET, dataset.to_string());
 }
 
-/// True for a usable source name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+/// Prefix of the datasets Tripline writes itself.
+pub const RESERVED_SOURCE_PREFIX: &str = "tripline.";
+
+/// A usable source (dataset) name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+/// Names starting with `tripline.` are Tripline's own datasets (its alerts
+/// are `tripline.alerts`): no sender may write into them.
 pub fn valid_source(name: &str) -> bool {
     !name.is_empty()
+        && !name.to_ascii_lowercase().starts_with(RESERVED_SOURCE_PREFIX)
         && name.len() <= 64
         && name
             .bytes()
@@ -249,5 +255,8 @@ mod tests {
         assert!(!valid_source(""));
         assert!(!valid_source("a b"));
         assert!(!valid_source(&"a".repeat(65)));
+        assert!(!valid_source("tripline.alerts"), "a sender could forge alerts");
+        assert!(!valid_source("Tripline.Alerts"));
+        assert!(valid_source("triplinex"));
     }
 }

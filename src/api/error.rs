@@ -22,6 +22,10 @@ pub enum ApiError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    Detect(#[from] detect::DetectError),
+    #[error("detection is off: start with --rules DIR or set detect.rules_dir")]
+    DetectionOff,
     #[error("{0}")]
     BadRequest(String),
     #[error("request body: {message}")]
@@ -50,6 +54,8 @@ impl ApiError {
             ApiError::Ingest(e) => e.error_code(),
             ApiError::Query(e) => e.error_code(),
             ApiError::Token(e) => e.error_code(),
+            ApiError::Detect(e) => e.error_code(),
+            ApiError::DetectionOff => ErrorCode::NotFound,
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
             ApiError::Body { status, .. } if status.is_server_error() => ErrorCode::Internal,

@@ -7,8 +7,13 @@
 //! | `GET, POST /api/v1/search` | search |
 //! | `GET, POST /api/v1/tokens` | admin |
 //! | `DELETE /api/v1/tokens/{name}` | admin |
+//! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | search |
+//! | `POST /api/v1/alerts/{id}` | alerts |
+//! | `GET /api/v1/rules` | search |
+//! | `POST /api/v1/rules/reload` | admin |
 //! | `GET /metrics` | admin (or none with `metrics.public`) |
 
+mod alerts;
 mod error;
 mod throttle;
 
@@ -58,6 +63,8 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// True once WAL replay is done.
     pub ready: Arc<AtomicBool>,
+    /// The detection stage, set after WAL replay when rules are configured.
+    pub detection: Arc<OnceLock<Arc<crate::detection::Detection>>>,
 }
 
 /// Limits the handlers enforce.
@@ -100,6 +107,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/tokens/{name}",
             delete(revoke_token).route_layer(need(Scope::Admin)),
+        )
+        .route("/api/v1/alerts", get(alerts::list).route_layer(need(Scope::Search)))
+        .route(
+            "/api/v1/alerts/{id}",
+            get(alerts::get_one)
+                .route_layer(need(Scope::Search))
+                .merge(post(alerts::set_status).route_layer(need(Scope::Alerts))),
+        )
+        .route("/api/v1/rules", get(alerts::rules).route_layer(need(Scope::Search)))
+        .route(
+            "/api/v1/rules/reload",
+            post(alerts::reload).route_layer(need(Scope::Admin)),
         )
         .route("/metrics", metrics_route)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
@@ -168,6 +187,15 @@ async fn read_body(request: Request, limit: usize, timeout: Duration) -> Result<
 
 /// Ready when the WAL is replayed, the WAL can write and the indexer works;
 /// the body says which part is not.
+/// The detection stage, or why there is none.
+fn detection(state: &AppState) -> Result<Arc<crate::detection::Detection>, ApiError> {
+    match state.detection.get() {
+        Some(d) => Ok(d.clone()),
+        None if !state.ready.load(Ordering::SeqCst) => Err(ApiError::NotReady),
+        None => Err(ApiError::DetectionOff),
+    }
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     let replayed = state.ready.load(Ordering::SeqCst);
     let wal = state.ingestor.get().and_then(|i| i.wal().failure());
@@ -274,23 +302,36 @@ async fn search_post(State(state): State<AppState>, request: Request) -> Result<
 }
 
 async fn search(state: AppState, p: SearchParams) -> Result<Response, ApiError> {
+    let expr = query::lang::parse(p.query.as_deref().unwrap_or(""))?;
+    let result = execute(
+        &state,
+        expr,
+        p.start.as_deref(),
+        p.end.as_deref(),
+        p.limit,
+        p.cursor.as_deref(),
+    )
+    .await?;
+    Ok(Json(result).into_response())
+}
+
+/// Runs a search under the search limits (concurrency, time) off the
+/// async threads.
+async fn execute(
+    state: &AppState,
+    expr: query::lang::Expr,
+    start: Option<&str>,
+    end: Option<&str>,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<query::exec::SearchResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
     let mut spec = query::Search {
-        expr: query::lang::parse(p.query.as_deref().unwrap_or(""))?,
-        start: p
-            .start
-            .as_deref()
-            .map(|s| query::time::parse_bound(s, now, "start"))
-            .transpose()?,
-        end: p
-            .end
-            .as_deref()
-            .map(|s| query::time::parse_bound(s, now, "end"))
-            .transpose()?,
-        limit: p.limit.unwrap_or(state.default_limit),
-        cursor: p
-            .cursor
-            .as_deref()
+        expr,
+        start: start.map(|s| query::time::parse_bound(s, now, "start")).transpose()?,
+        end: end.map(|s| query::time::parse_bound(s, now, "end")).transpose()?,
+        limit: limit.unwrap_or(state.default_limit),
+        cursor: cursor
             .filter(|c| !c.is_empty())
             .map(query::Cursor::decode)
             .transpose()?,
@@ -316,7 +357,7 @@ async fn search(state: AppState, p: SearchParams) -> Result<Response, ApiError> 
     })
     .await
     .map_err(|e| ApiError::Internal(format!("search task: {e}")))??;
-    Ok(Json(result).into_response())
+    Ok(result)
 }
 
 async fn list_tokens(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -1,0 +1,129 @@
+//! Detection wiring: the rules directory, its reloads, and the handle the
+//! API uses. The stage itself is `detect::Detector`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use detect::rule::Placeholders;
+use detect::{Detector, Rules};
+use serde::Serialize;
+
+/// The running stage and where its rules come from.
+pub struct Detection {
+    /// The stage.
+    pub detector: Detector,
+    dir: PathBuf,
+    placeholders: Placeholders,
+    /// What the rule files looked like at the last load.
+    seen: Mutex<Fingerprint>,
+}
+
+impl std::fmt::Debug for Detection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detection")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every rule file's path, modification time and length.
+type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+/// What a load found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Rules evaluated from now on.
+    pub loaded: usize,
+    /// Documents refused, each with a reason (`GET /api/v1/rules`).
+    pub refused: usize,
+}
+
+/// Loads the rules below `dir`, logging the totals and every refusal.
+pub fn load(dir: &Path, placeholders: &Placeholders) -> Rules {
+    let rules = Rules::load(dir, placeholders);
+    for e in &rules.refused {
+        tracing::debug!(reason = %e, "rule refused");
+    }
+    tracing::info!(dir = %dir.display(), loaded = rules.set.rules().len(), refused = rules.refused.len(), "rules loaded");
+    rules
+}
+
+impl Detection {
+    /// The handle for a stage whose rules were loaded from `dir`.
+    pub fn new(detector: Detector, dir: PathBuf, placeholders: Placeholders) -> Detection {
+        let seen = Mutex::new(fingerprint(&dir));
+        Detection {
+            detector,
+            dir,
+            placeholders,
+            seen,
+        }
+    }
+
+    /// Loads the rules again and evaluates them from the next WAL record
+    /// on. Blocking (reads and compiles every file).
+    pub fn reload(&self) -> LoadReport {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        *seen = fingerprint(&self.dir);
+        let rules = load(&self.dir, &self.placeholders);
+        let report = LoadReport {
+            loaded: rules.set.rules().len(),
+            refused: rules.refused.len(),
+        };
+        self.detector.replace_rules(rules);
+        report
+    }
+
+    /// Reloads when a rule file was added, removed or changed since the
+    /// last load.
+    pub fn reload_if_changed(&self) -> Option<LoadReport> {
+        let now = fingerprint(&self.dir);
+        let changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now;
+        changed.then(|| {
+            tracing::info!(dir = %self.dir.display(), "rule files changed, reloading");
+            self.reload()
+        })
+    }
+
+    /// Looks at the directory every `interval` on a thread of its own
+    /// until `stop` is cancelled.
+    pub fn watch(self: &Arc<Self>, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+        let me = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("tripline-rules".into())
+            .spawn(move || {
+                while !stop.is_cancelled() {
+                    std::thread::sleep(interval);
+                    match me.upgrade() {
+                        Some(d) => {
+                            d.reload_if_changed();
+                        }
+                        None => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the rules watcher: reload with POST /api/v1/rules/reload");
+        }
+    }
+}
+
+fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                out.push((path, meta.modified().ok(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
