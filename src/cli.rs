@@ -419,6 +419,14 @@ pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
         };
         println!("loaded   {}  {}{}", r.id, escape(&r.title), scope);
     }
+    for c in set.correlations() {
+        println!(
+            "loaded   {}  {}  (correlation {:?})",
+            escape(&c.id),
+            escape(&c.title),
+            c.kind
+        );
+    }
     let mut reasons: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for e in &refused {
         println!("refused  {}", escape(&e.to_string()));
@@ -429,9 +437,10 @@ pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
     }
     let unmapped = set.rules().iter().filter(|r| !r.mapped).count();
     println!(
-        "{} loaded ({} with a logsource not mapped), {} refused",
-        set.rules().len(),
+        "{} loaded ({} with a logsource not mapped, {} correlations), {} refused",
+        set.rules().len() + set.correlations().len(),
         unmapped,
+        set.correlations().len(),
         refused.len()
     );
     for (reason, n) in reasons {
@@ -446,18 +455,22 @@ pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
 /// `tripline rules test RULE_FILE EVENTS`.
 fn rules_test(rule_file: &std::path::Path, events: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(rule_file).with_context(|| format!("reading {}", rule_file.display()))?;
-    let mut rules = Vec::new();
-    for doc in detect::rule::parse_file(&text, &rule_file.display().to_string()) {
+    let origin = rule_file.display().to_string();
+    let (mut rules, mut correlations, mut filters) = (Vec::new(), Vec::new(), Vec::new());
+    for doc in detect::rule::parse_file(&text, &origin) {
         match doc {
             Ok(detect::rule::Document::Rule(r)) => rules.push(*r),
-            Ok(_) => bail!(
-                "{}: correlation and filter documents are not evaluated yet",
-                rule_file.display()
-            ),
+            Ok(detect::rule::Document::Correlation(c)) => correlations.push((origin.clone(), *c)),
+            Ok(detect::rule::Document::Filter(f)) => filters.push(*f),
             Err(e) => bail!("{e}"),
         }
     }
-    let set = detect::rule::RuleSet::new(rules);
+    let (set, refused) = detect::rule::RuleSet::build(rules, correlations, filters);
+    if let Some(e) = refused.first() {
+        bail!("{e}");
+    }
+    let mut windows = detect::correlation::Windows::default();
+    let mut dropped = detect::correlation::Dropped::default();
     let lines = std::fs::read(events).with_context(|| format!("reading {}", events.display()))?;
     let limits = ingest::parse::Limits::default();
     let ctx = ingest::format::LineContext {
@@ -471,12 +484,38 @@ fn rules_test(rule_file: &std::path::Path, events: &std::path::Path) -> anyhow::
         }
         seen += 1;
         let parsed = ingest::format::parse_line(ingest::format::Format::Auto, n + 1, line, &ctx);
-        for r in set.matching(&parsed.event) {
+        let event = &parsed.event;
+        let at = event
+            .get("@timestamp")
+            .and_then(schemas::time::parse_value)
+            .unwrap_or(ctx.now);
+        let caps = detect::correlation::Caps::default();
+        for hit in set.evaluate(event, at, &mut windows, caps, &mut dropped).hits {
             matched += 1;
-            let level = r.level.as_deref().unwrap_or("-");
-            println!("line {}  {}  {}  {}", n + 1, r.id, level, escape(&r.title));
+            match hit {
+                detect::rule::Hit::Rule(_, r) => {
+                    let level = r.level.as_deref().unwrap_or("-");
+                    println!("line {}  {}  {}  {}", n + 1, r.id, level, escape(&r.title));
+                }
+                detect::rule::Hit::Correlation(_, c, fired) => {
+                    let level = c.level.as_deref().unwrap_or("-");
+                    println!(
+                        "line {}  {}  {}  {}  (correlation: {} events, {})",
+                        n + 1,
+                        escape(&c.id),
+                        level,
+                        escape(&c.title),
+                        fired.event_ids.len(),
+                        escape(&fired.group_key)
+                    );
+                }
+            }
         }
     }
-    println!("{matched} matches in {seen} events, {} rules", set.rules().len());
+    println!(
+        "{matched} matches in {seen} events, {} rules, {} correlations",
+        set.rules().len(),
+        set.correlations().len()
+    );
     Ok(())
 }

@@ -321,6 +321,11 @@ pub struct DetectSection {
     pub max_open_alerts: usize,
     /// Milliseconds between saves of detection's position and state.
     pub checkpoint_interval_ms: u64,
+    /// Groups one correlation rule keeps windows for; past it the least
+    /// recently matched group goes (counted).
+    pub max_window_groups: usize,
+    /// Matches one group's window keeps; past it the oldest go (counted).
+    pub max_window_entries: usize,
     /// Values of the placeholders the `expand` modifier fills, such as
     /// `admins = ["root", "admin*"]` for `%admins%`.
     pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
@@ -335,6 +340,8 @@ impl Default for DetectSection {
             suppression_secs: d.suppression.as_secs(),
             max_open_alerts: d.max_open_alerts,
             checkpoint_interval_ms: u64::try_from(d.checkpoint_interval.as_millis()).unwrap_or(u64::MAX),
+            max_window_groups: d.caps.max_groups,
+            max_window_entries: d.caps.max_entries,
             placeholders: Default::default(),
         }
     }
@@ -348,6 +355,10 @@ impl DetectSection {
             suppression: Duration::from_secs(self.suppression_secs),
             max_open_alerts: self.max_open_alerts,
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            caps: detect::correlation::Caps {
+                max_groups: self.max_window_groups,
+                max_entries: self.max_window_entries,
+            },
         }
     }
 }
@@ -417,8 +428,13 @@ impl Config {
         if !ingest::normalize::valid_source(&s.source) {
             bail!("syslog.source must be 1 to 64 of A-Z a-z 0-9 . _ -");
         }
-        if self.detect.max_open_alerts == 0 || self.detect.checkpoint_interval_ms == 0 {
-            bail!("detect.max_open_alerts and detect.checkpoint_interval_ms must be positive");
+        let d = &self.detect;
+        if d.max_open_alerts == 0
+            || d.checkpoint_interval_ms == 0
+            || d.max_window_groups == 0
+            || d.max_window_entries == 0
+        {
+            bail!("detect.max_open_alerts, checkpoint_interval_ms, max_window_groups and max_window_entries must be positive");
         }
         if let Some(dir) = &self.detect.rules_dir {
             if !dir.is_dir() {

@@ -45,7 +45,13 @@ pub fn load(dir: &Path, placeholders: &Placeholders) -> Rules {
     for e in &rules.refused {
         tracing::debug!(reason = %e, "rule refused");
     }
-    tracing::info!(dir = %dir.display(), loaded = rules.set.rules().len(), refused = rules.refused.len(), "rules loaded");
+    tracing::info!(
+        dir = %dir.display(),
+        loaded = rules.set.rules().len(),
+        correlations = rules.set.correlations().len(),
+        refused = rules.refused.len(),
+        "rules loaded"
+    );
     rules
 }
 
@@ -68,7 +74,7 @@ impl Detection {
         *seen = fingerprint(&self.dir);
         let rules = load(&self.dir, &self.placeholders);
         let report = LoadReport {
-            loaded: rules.set.rules().len(),
+            loaded: rules.set.rules().len() + rules.set.correlations().len(),
             refused: rules.refused.len(),
         };
         self.detector.replace_rules(rules);

@@ -189,7 +189,7 @@ fn rules_check_lists_each_rule_and_strict_fails_on_a_refusal() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("1 loaded (0 with a logsource not mapped), 1 refused"),
+        stdout.contains("1 loaded (0 with a logsource not mapped, 0 correlations), 1 refused"),
         "{stdout}"
     );
     let strict = tripline(
@@ -208,7 +208,9 @@ fn rules_test_prints_each_match_with_its_line() {
     let rule = dir.path().join("rule.yml");
     std::fs::write(
         &rule,
-        "title: SSH root login failed\nid: s1\nlevel: high\nlogsource: {product: linux, service: sshd}\ndetection:\n  sel:\n    user.name: root\n    event.outcome: failure\n  condition: sel\n",
+        "title: SSH root login failed\nid: s1\nlevel: high\nlogsource: {product: linux, service: sshd}\ndetection:\n  sel:\n    user.name: root\n    event.outcome: failure\n  condition: sel\n\
+         ---\ntitle: Root guessing\nid: c1\nlevel: critical\ncorrelation:\n  type: event_count\n  rules: [s1]\n  generate: true\n  \
+         group-by: [user.name]\n  timespan: 1h\n  condition: {gte: 2}\n",
     )
     .unwrap();
     let events = dir.path().join("auth.log");
@@ -218,7 +220,8 @@ fn rules_test_prints_each_match_with_its_line() {
          Dec 10 06:55:47 LabSZ sshd[24201]: Accepted password for root from 1.2.3.4 port 22 ssh2\n\
          \n\
          Dec 10 06:55:48 LabSZ su[24202]: Failed password for root from 1.2.3.4 port 22 ssh2\n\
-         {\"process\":{\"name\":\"sshd\"},\"user\":{\"name\":\"root\"},\"event\":{\"outcome\":\"failure\"}}\n",
+         {\"@timestamp\":\"2026-12-01T00:00:00Z\",\"process\":{\"name\":\"sshd\"},\"user\":{\"name\":\"root\"},\"event\":{\"outcome\":\"failure\"}}\n\
+         {\"@timestamp\":\"2026-12-01T00:10:00Z\",\"process\":{\"name\":\"sshd\"},\"user\":{\"name\":\"root\"},\"event\":{\"outcome\":\"failure\"}}\n",
     )
     .unwrap();
     let out = tripline(
@@ -231,6 +234,9 @@ fn rules_test_prints_each_match_with_its_line() {
     // Line 4 is not sshd's: the logsource does not select it.
     assert_eq!(
         stdout,
-        "line 1  s1  high  SSH root login failed\nline 5  s1  high  SSH root login failed\n2 matches in 4 events, 1 rules\n"
+        "line 1  s1  high  SSH root login failed\nline 5  s1  high  SSH root login failed\n\
+         line 6  s1  high  SSH root login failed\n\
+         line 6  c1  critical  Root guessing  (correlation: 2 events, user.name=root)\n\
+         4 matches in 5 events, 1 rules, 1 correlations\n"
     );
 }

@@ -36,6 +36,7 @@
 
 pub mod alert;
 pub mod condition;
+pub mod correlation;
 pub mod matcher;
 pub mod rule;
 pub mod stage;

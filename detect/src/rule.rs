@@ -3,7 +3,7 @@
 //! A rule that uses anything this engine does not implement is refused
 //! with the reason; it is never half-evaluated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use schemas::Event;
 use serde_json::Value;
@@ -12,6 +12,7 @@ use yaml_serde::Value as Yaml;
 use schemas::sigma::{LogSources, Select};
 
 use crate::condition::{self, glob_match, Cond, Target};
+use crate::correlation::{Caps, Correlation, Dropped, Fired, Windows};
 use crate::matcher::{self, Cmp, Field, Matcher, Piece, Subject, TextMatch, TimePart};
 use crate::DetectError;
 
@@ -41,6 +42,8 @@ pub struct Rule {
     /// Tripline's own attribute `suppression: {group_by: [...], duration: 1h}`
     /// (Elastic's `alert_suppression`); `None` takes the configured default.
     pub suppression: Option<Suppression>,
+    /// Filters AND-ed to the condition (filter documents naming the rule).
+    filters: Vec<Rule>,
     select: Vec<Select>,
     condition: Vec<Cond>,
     selections: BTreeMap<String, Selection>,
@@ -133,7 +136,17 @@ impl Rule {
     /// Whether the rule matches an event already prepared (once for every
     /// rule of a [`RuleSet`]).
     pub fn matches_subject(&self, event: &Subject<'_>) -> bool {
-        self.selects(event) && self.condition.iter().any(|c| self.eval(c, event))
+        self.selects(event)
+            && self.condition.iter().any(|c| self.eval(c, event))
+            && self
+                .filters
+                .iter()
+                .all(|f| f.condition.iter().any(|c| f.eval(c, event)))
+    }
+
+    /// Ids of the filters applied to the rule.
+    pub fn filter_ids(&self) -> Vec<&str> {
+        self.filters.iter().map(|f| f.id.as_str()).collect()
     }
 
     /// Field names at least one of which an event must have for the rule
@@ -320,10 +333,24 @@ impl FieldTest {
 pub enum Document {
     /// A single-event detection rule.
     Rule(Box<Rule>),
-    /// A correlation rule (not evaluated yet: refused by the caller).
-    Correlation { id: Option<String>, title: String },
-    /// A filter document.
-    Filter { id: Option<String>, title: String },
+    /// A correlation rule.
+    Correlation(Box<Correlation>),
+    /// A filter document: a condition AND-ed to the rules it names.
+    Filter(Box<Filter>),
+}
+
+/// A filter document (Sigma filters, v2.1): its detection is AND-ed to
+/// the condition of each rule it names (`rules: any`: every rule) whose
+/// logsource it covers; correlation rules are not filtered.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub id: String,
+    pub title: String,
+    /// Ids or names of the rules; `None`: any.
+    pub rules: Option<Vec<String>>,
+    pub logsource: LogSource,
+    /// The filter's detection, compiled as a rule.
+    detection: Rule,
 }
 
 /// What compiling a rule needs besides the rule.
@@ -358,7 +385,7 @@ pub fn parse_file_with(text: &str, origin: &str, placeholders: &Placeholders) ->
     out
 }
 
-fn refuse(origin: &str, id: &str, reason: impl Into<String>) -> DetectError {
+pub(crate) fn refuse(origin: &str, id: &str, reason: impl Into<String>) -> DetectError {
     DetectError::Refused {
         file: origin.to_string(),
         rule: id.to_string(),
@@ -366,7 +393,7 @@ fn refuse(origin: &str, id: &str, reason: impl Into<String>) -> DetectError {
     }
 }
 
-fn text(y: &Yaml) -> Option<String> {
+pub(crate) fn text(y: &Yaml) -> Option<String> {
     match y {
         Yaml::String(s) => Some(s.clone()),
         Yaml::Number(n) => Some(n.to_string()),
@@ -375,7 +402,7 @@ fn text(y: &Yaml) -> Option<String> {
     }
 }
 
-fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+pub(crate) fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
     y.as_mapping()?.get(Yaml::String(key.to_string()))
 }
 
@@ -384,10 +411,12 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
     let id = get(y, "id").and_then(text);
     let shown = id.clone().unwrap_or_else(|| title.clone());
     if get(y, "correlation").is_some() {
-        return Ok(Document::Correlation { id, title });
+        return Ok(Document::Correlation(Box::new(crate::correlation::parse(
+            y, origin, &shown,
+        )?)));
     }
-    if get(y, "filter").is_some() {
-        return Ok(Document::Filter { id, title });
+    if let Some(f) = get(y, "filter") {
+        return filter(y, f, origin, &shown, placeholders);
     }
     if title.is_empty() {
         return Err(refuse(origin, &shown, "no title"));
@@ -477,9 +506,40 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
         logsource,
         mapped: entry.is_some(),
         suppression,
+        filters: Vec::new(),
         select,
         condition,
         selections,
+    })))
+}
+
+fn filter(y: &Yaml, f: &Yaml, origin: &str, shown: &str, placeholders: &Placeholders) -> Result<Document, DetectError> {
+    let Yaml::Mapping(m) = f else {
+        return Err(refuse(origin, shown, "filter is not a map"));
+    };
+    let rules = match m.get(Yaml::String("rules".into())) {
+        Some(Yaml::String(s)) if s.eq_ignore_ascii_case("any") => None,
+        Some(Yaml::Sequence(items)) => Some(items.iter().filter_map(text).collect::<Vec<_>>()),
+        Some(other) => Some(text(other).into_iter().collect()),
+        None => return Err(refuse(origin, shown, "filter.rules is missing")),
+    };
+    let mut detection = m.clone();
+    detection.remove(Yaml::String("rules".into()));
+    let mut doc = yaml_serde::Mapping::new();
+    doc.insert(Yaml::String("title".into()), Yaml::String(shown.to_string()));
+    if let Some(l) = get(y, "logsource") {
+        doc.insert(Yaml::String("logsource".into()), l.clone());
+    }
+    doc.insert(Yaml::String("detection".into()), Yaml::Mapping(detection));
+    let Document::Rule(rule) = document(&Yaml::Mapping(doc), origin, placeholders)? else {
+        return Err(refuse(origin, shown, "filter detection is not a detection"));
+    };
+    Ok(Document::Filter(Box::new(Filter {
+        id: shown.to_string(),
+        title: get(y, "title").and_then(text).unwrap_or_default(),
+        rules,
+        logsource: rule.logsource.clone(),
+        detection: *rule,
     })))
 }
 
@@ -852,6 +912,24 @@ fn text_matchers(key: &str, mods: &[&str], strings: &[String], cased: bool) -> R
     Ok(out)
 }
 
+/// What raised an alert.
+#[derive(Debug)]
+pub enum Hit<'a> {
+    /// A single-event rule (its index in [`RuleSet::rules`]).
+    Rule(usize, &'a Rule),
+    /// A correlation rule that fired (its index in [`RuleSet::correlations`]).
+    Correlation(usize, &'a Correlation, Fired),
+}
+
+/// The outcome of [`RuleSet::evaluate`] on one event.
+#[derive(Debug, Default)]
+pub struct Evaluation<'a> {
+    /// Every rule that matched, silent ones included.
+    pub matched: Vec<usize>,
+    /// What raises an alert.
+    pub hits: Vec<Hit<'a>>,
+}
+
 /// Rules loaded from files, evaluated together: each event is prepared
 /// once, and only the rules it could match are evaluated (those with no
 /// field prefilter, and those needing a field the event has).
@@ -865,6 +943,18 @@ pub struct RuleSet {
     /// Every case-insensitive keyword literal of every rule, found in an
     /// event's values in one pass.
     keywords: Option<aho_corasick::AhoCorasick>,
+    /// Correlation rules, their references resolved, without cycles.
+    correlations: Vec<Correlation>,
+    /// For each rule: the correlations it feeds, as (correlation, index
+    /// of the rule in the correlation's `rules`).
+    feeds: Vec<Vec<(usize, usize)>>,
+    /// The same for each correlation (chains).
+    chains: Vec<Vec<(usize, usize)>>,
+    /// Rules that only feed correlations (`generate: false`): no alert of
+    /// their own.
+    silent: Vec<bool>,
+    /// The same for correlations.
+    silent_correlations: Vec<bool>,
 }
 
 impl RuleSet {
@@ -876,6 +966,8 @@ impl RuleSet {
         collect_files(dir, &mut files, &mut errors);
         files.sort();
         let mut rules = Vec::new();
+        let mut correlations = Vec::new();
+        let mut filters = Vec::new();
         for f in files {
             let origin = f.display().to_string();
             let text = match std::fs::read_to_string(&f) {
@@ -891,18 +983,206 @@ impl RuleSet {
             for doc in parse_file_with(&text, &origin, placeholders) {
                 match doc {
                     Ok(Document::Rule(r)) => rules.push(*r),
-                    Ok(Document::Correlation { id, title }) | Ok(Document::Filter { id, title }) => {
-                        errors.push(refuse(
-                            &origin,
-                            &id.unwrap_or(title),
-                            "correlation and filter documents are not evaluated yet",
-                        ));
-                    }
+                    Ok(Document::Correlation(c)) => correlations.push((origin.clone(), *c)),
+                    Ok(Document::Filter(f)) => filters.push(*f),
                     Err(e) => errors.push(e),
                 }
             }
         }
-        (RuleSet::new(rules), errors)
+        let (set, more) = RuleSet::build(rules, correlations, filters);
+        errors.extend(more);
+        (set, errors)
+    }
+
+    /// A set of rules, correlations (with the file each came from) and
+    /// filters: filters are applied to the rules they name, correlations'
+    /// references resolved by id or name. A correlation that names an
+    /// unknown rule, or takes part in a cycle, is refused.
+    pub fn build(
+        mut rules: Vec<Rule>,
+        correlations: Vec<(String, Correlation)>,
+        filters: Vec<Filter>,
+    ) -> (RuleSet, Vec<DetectError>) {
+        let mut errors = Vec::new();
+        for f in &filters {
+            for r in &mut rules {
+                let named = match &f.rules {
+                    None => true,
+                    Some(names) => names
+                        .iter()
+                        .any(|n| *n == r.id || r.name.as_deref() == Some(n.as_str())),
+                };
+                let covers = |a: &Option<String>, b: &Option<String>| a.is_none() || a == b;
+                let fits = covers(&f.logsource.category, &r.logsource.category)
+                    && covers(&f.logsource.product, &r.logsource.product)
+                    && covers(&f.logsource.service, &r.logsource.service);
+                if named && fits {
+                    r.filters.push(f.detection.clone());
+                }
+            }
+        }
+        // Resolve references; refuse correlations naming nothing, until
+        // no more are refused (a refusal can orphan another).
+        let mut kept: Vec<(String, Correlation)> = correlations;
+        loop {
+            let before = kept.len();
+            let known = |name: &str, kept: &[(String, Correlation)]| {
+                rules.iter().any(|r| r.id == name || r.name.as_deref() == Some(name))
+                    || kept
+                        .iter()
+                        .any(|(_, c)| c.id == name || c.name.as_deref() == Some(name))
+            };
+            let mut next = Vec::new();
+            for (origin, c) in &kept {
+                match c.rules.iter().find(|n| !known(n, &kept)) {
+                    Some(missing) => errors.push(refuse(
+                        origin,
+                        &c.id,
+                        format!("correlation refers to {missing:?}, which no loaded rule has as id or name"),
+                    )),
+                    None => next.push((origin.clone(), c.clone())),
+                }
+            }
+            kept = next;
+            if kept.len() == before {
+                break;
+            }
+        }
+        // Cycles: a correlation reaching itself through its references.
+        let index = |name: &str, kept: &[(String, Correlation)]| {
+            kept.iter()
+                .position(|(_, c)| c.id == name || c.name.as_deref() == Some(name))
+        };
+        let mut cyclic = vec![false; kept.len()];
+        for (i, flag) in cyclic.iter_mut().enumerate() {
+            let mut stack: Vec<usize> = vec![i];
+            let mut seen = HashSet::new();
+            while let Some(j) = stack.pop() {
+                for n in &kept[j].1.rules {
+                    if let Some(k) = index(n, &kept) {
+                        if k == i {
+                            *flag = true;
+                        }
+                        if seen.insert(k) {
+                            stack.push(k);
+                        }
+                    }
+                }
+            }
+        }
+        let mut correlations = Vec::new();
+        for ((origin, c), cyc) in kept.into_iter().zip(cyclic) {
+            if cyc {
+                errors.push(refuse(&origin, &c.id, "correlation refers to itself through a chain"));
+            } else {
+                correlations.push(c);
+            }
+        }
+        let mut set = RuleSet::new(rules);
+        let mut feeds = vec![Vec::new(); set.rules.len()];
+        let mut chains = vec![Vec::new(); correlations.len()];
+        let mut silent = vec![false; set.rules.len()];
+        let mut alerting = vec![false; set.rules.len()];
+        let mut silent_correlations = vec![false; correlations.len()];
+        let mut alerting_correlations = vec![false; correlations.len()];
+        for (ci, c) in correlations.iter().enumerate() {
+            for (si, name) in c.rules.iter().enumerate() {
+                for (ri, r) in set.rules.iter().enumerate() {
+                    if r.id == *name || r.name.as_deref() == Some(name.as_str()) {
+                        feeds[ri].push((ci, si));
+                        if c.generate {
+                            alerting[ri] = true;
+                        } else {
+                            silent[ri] = true;
+                        }
+                    }
+                }
+                for (oi, o) in correlations.iter().enumerate() {
+                    if o.id == *name || o.name.as_deref() == Some(name.as_str()) {
+                        chains[oi].push((ci, si));
+                        if c.generate {
+                            alerting_correlations[oi] = true;
+                        } else {
+                            silent_correlations[oi] = true;
+                        }
+                    }
+                }
+            }
+        }
+        for (s, a) in silent.iter_mut().zip(&alerting) {
+            *s &= !a;
+        }
+        for (s, a) in silent_correlations.iter_mut().zip(&alerting_correlations) {
+            *s &= !a;
+        }
+        set.correlations = correlations;
+        set.feeds = feeds;
+        set.chains = chains;
+        set.silent = silent;
+        set.silent_correlations = silent_correlations;
+        (set, errors)
+    }
+
+    /// Every rule on `event` (at event time `time`), then the correlations
+    /// their matches feed, and the chains those feed.
+    pub fn evaluate<'a>(
+        &'a self,
+        event: &'a Event,
+        time: time::OffsetDateTime,
+        windows: &mut Windows,
+        caps: Caps,
+        dropped: &mut Dropped,
+    ) -> Evaluation<'a> {
+        let mut out = Evaluation::default();
+        // (correlation, index in its rules, name of what matched)
+        let mut queue: Vec<(usize, usize, Option<&str>)> = Vec::new();
+        for (i, rule) in self.matching_indexed(event) {
+            out.matched.push(i);
+            if !self.is_silent(i) {
+                out.hits.push(Hit::Rule(i, rule));
+            }
+            for &(ci, si) in self.feeds(i) {
+                queue.push((ci, si, rule.name.as_deref()));
+            }
+        }
+        while let Some((ci, si, name)) = queue.pop() {
+            let Some(c) = self.correlations.get(ci) else { continue };
+            if let Some(fired) = windows.observe(c, (si, name), event, time, caps, dropped) {
+                for &(next, nsi) in self.chains(ci) {
+                    queue.push((next, nsi, c.name.as_deref()));
+                }
+                if !self.is_silent_correlation(ci) {
+                    out.hits.push(Hit::Correlation(ci, c, fired));
+                }
+            }
+        }
+        out
+    }
+
+    /// The correlation rules.
+    pub fn correlations(&self) -> &[Correlation] {
+        &self.correlations
+    }
+
+    /// The correlations rule `i` feeds: (correlation, its index in the
+    /// correlation's `rules`).
+    pub fn feeds(&self, i: usize) -> &[(usize, usize)] {
+        self.feeds.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// The correlations correlation `i` feeds.
+    pub fn chains(&self, i: usize) -> &[(usize, usize)] {
+        self.chains.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether rule `i` only feeds correlations and raises no alert itself.
+    pub fn is_silent(&self, i: usize) -> bool {
+        self.silent.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether correlation `i` only feeds other correlations.
+    pub fn is_silent_correlation(&self, i: usize) -> bool {
+        self.silent_correlations.get(i).copied().unwrap_or(false)
     }
 
     /// A set of compiled rules, indexed for the prefilter.
@@ -956,11 +1236,17 @@ impl RuleSet {
                 _ => always.push(i),
             }
         }
+        let n = rules.len();
         RuleSet {
             rules,
             always,
             by_field,
             keywords,
+            correlations: Vec::new(),
+            feeds: vec![Vec::new(); n],
+            chains: Vec::new(),
+            silent: vec![false; n],
+            silent_correlations: Vec::new(),
         }
     }
 

@@ -34,7 +34,8 @@ use time::OffsetDateTime;
 use wal::{Batch, Consumer, Durable, Lsn, Read, Reader, Wal};
 
 use crate::alert::{alert_id, Alert, Status, ALERTS_DATASET, MAX_EVENT_IDS};
-use crate::rule::{Placeholders, Rule, RuleSet};
+use crate::correlation::{Caps, Correlation, Dropped, Fired, Windows};
+use crate::rule::{Hit, Placeholders, Rule, RuleSet};
 use crate::DetectError;
 
 /// Most alert versions appended in one WAL record.
@@ -54,6 +55,8 @@ pub struct DetectConfig {
     pub max_open_alerts: usize,
     /// How often the position and state are saved (when they moved).
     pub checkpoint_interval: Duration,
+    /// Bounds on the correlation windows.
+    pub caps: Caps,
 }
 
 impl DetectConfig {
@@ -64,6 +67,7 @@ impl DetectConfig {
             suppression: Duration::from_secs(300),
             max_open_alerts: 100_000,
             checkpoint_interval: Duration::from_secs(1),
+            caps: Caps::default(),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Rules {
     pub refused: Vec<DetectError>,
     /// Matches per rule, by index in `set.rules()`.
     pub matches: Vec<AtomicU64>,
+    /// Firings per correlation, by index in `set.correlations()`.
+    pub correlation_matches: Vec<AtomicU64>,
     /// The directory the rules came from.
     pub dir: Option<PathBuf>,
 }
@@ -91,10 +97,12 @@ impl Rules {
     /// Rules already compiled.
     pub fn new(set: RuleSet, refused: Vec<DetectError>, dir: Option<PathBuf>) -> Rules {
         let matches = set.rules().iter().map(|_| AtomicU64::new(0)).collect();
+        let correlation_matches = set.correlations().iter().map(|_| AtomicU64::new(0)).collect();
         Rules {
             set,
             refused,
             matches,
+            correlation_matches,
             dir,
         }
     }
@@ -102,6 +110,11 @@ impl Rules {
     /// Matches of rule `i` since it was loaded.
     pub fn match_count(&self, i: usize) -> u64 {
         self.matches.get(i).map_or(0, |m| m.load(Ordering::Relaxed))
+    }
+
+    /// Firings of correlation `i` since it was loaded.
+    pub fn correlation_count(&self, i: usize) -> u64 {
+        self.correlation_matches.get(i).map_or(0, |m| m.load(Ordering::Relaxed))
     }
 }
 
@@ -115,6 +128,13 @@ pub struct DetectMetrics {
     pub alerts_evicted: Counter,
     pub open_alerts: Gauge,
     pub lag_bytes: Gauge,
+    /// Correlation matches pushed out of a window by a cap.
+    pub window_evictions: Counter,
+    /// Matches too late for any correlation window (older than the
+    /// newest match minus the timespan).
+    pub window_too_late: Counter,
+    /// Matches held in correlation windows.
+    pub window_entries: Gauge,
     /// From an event's acknowledgement (`event.ingested`) to its alert
     /// being durable.
     pub alert_delay_seconds: Histogram,
@@ -130,6 +150,9 @@ impl Default for DetectMetrics {
             alerts_evicted: Counter::default(),
             open_alerts: Gauge::default(),
             lag_bytes: Gauge::default(),
+            window_evictions: Counter::default(),
+            window_too_late: Counter::default(),
+            window_entries: Gauge::default(),
             alert_delay_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
     }
@@ -153,6 +176,21 @@ impl DetectMetrics {
             self.alerts_evicted.clone(),
         );
         r.register("open_alerts", "Alerts taking new matches", self.open_alerts.clone());
+        r.register(
+            "window_evictions",
+            "Correlation matches pushed out of a window by max_groups or max_entries",
+            self.window_evictions.clone(),
+        );
+        r.register(
+            "window_too_late",
+            "Matches older than a correlation's newest minus its timespan, not counted",
+            self.window_too_late.clone(),
+        );
+        r.register(
+            "window_entries",
+            "Matches held in correlation windows",
+            self.window_entries.clone(),
+        );
         r.register(
             "lag_bytes",
             "Bytes of WAL after detection's position",
@@ -186,6 +224,8 @@ pub struct Checkpoint {
     watermark: Option<OffsetDateTime>,
     #[serde(default)]
     open: Vec<OpenAlert>,
+    #[serde(default)]
+    windows: Windows,
 }
 
 const CHECKPOINT: &str = "checkpoint.json";
@@ -286,6 +326,8 @@ impl Detector {
             open,
             by_group,
             watermark: checkpoint.watermark,
+            windows: checkpoint.windows,
+            evaluating: rules.read().unwrap_or_else(|p| p.into_inner()).clone(),
             last_checkpoint: Instant::now(),
             commands: rx,
             stop: stop.clone(),
@@ -360,6 +402,10 @@ struct Stage {
     by_group: HashMap<(String, String), String>,
     /// Latest event time seen: alerts whose window ends before it close.
     watermark: Option<OffsetDateTime>,
+    /// Correlation windows.
+    windows: Windows,
+    /// The rules the windows were made with.
+    evaluating: Arc<Rules>,
     /// After the last record evaluated (its alerts are durable).
     position: Lsn,
     checkpointed: Lsn,
@@ -436,6 +482,7 @@ impl Stage {
             position: self.position.0,
             watermark: self.watermark,
             open,
+            windows: self.windows.clone(),
         };
         match cp.store(&self.config.state_dir) {
             Ok(()) => {
@@ -448,6 +495,12 @@ impl Stage {
 
     fn process(&mut self, d: Durable) -> Result<(), DetectError> {
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !Arc::ptr_eq(&rules, &self.evaluating) {
+            // Reloaded: windows of correlations that are gone go too.
+            let ids: HashSet<&str> = rules.set.correlations().iter().map(|c| c.id.as_str()).collect();
+            self.windows.retain(&ids);
+            self.evaluating = rules.clone();
+        }
         let mut changed = Changed::default();
         let now = OffsetDateTime::now_utc();
         let mut oldest_ingested: Option<OffsetDateTime> = None;
@@ -459,17 +512,36 @@ impl Stage {
             self.metrics.events.inc();
             let time = event_time(event).unwrap_or(now);
             self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
-            for (i, rule) in rules.set.matching_indexed(event) {
+            let mut dropped = Dropped::default();
+            let evaluation = rules
+                .set
+                .evaluate(event, time, &mut self.windows, self.config.caps, &mut dropped);
+            self.metrics.window_evictions.inc_by(dropped.evicted);
+            self.metrics.window_too_late.inc_by(dropped.too_late);
+            for &i in &evaluation.matched {
                 if let Some(m) = rules.matches.get(i) {
                     m.fetch_add(1, Ordering::Relaxed);
                 }
                 self.metrics.matches.inc();
-                self.count(rule, event, time, &mut changed);
+            }
+            for hit in evaluation.hits {
+                match hit {
+                    Hit::Rule(_, rule) => self.count(rule, event, time, &mut changed),
+                    Hit::Correlation(ci, c, fired) => {
+                        if let Some(m) = rules.correlation_matches.get(ci) {
+                            m.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.count_correlation(c, fired, &mut changed);
+                    }
+                }
                 if let Some(t) = event.get("event.ingested").and_then(schemas::time::parse_value) {
                     oldest_ingested = Some(oldest_ingested.map_or(t, |o| o.min(t)));
                 }
             }
         }
+        self.metrics
+            .window_entries
+            .set(i64::try_from(self.windows.entries()).unwrap_or(i64::MAX));
         self.emit(changed)?;
         if let Some(t) = oldest_ingested {
             self.metrics
@@ -556,6 +628,79 @@ impl Stage {
             OpenAlert {
                 alert,
                 opened: time,
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            },
+        );
+    }
+
+    /// Counts a correlation's firing on an alert, suppressed as rules are
+    /// (by the correlation's group, for the default duration).
+    fn count_correlation(&mut self, c: &Correlation, fired: Fired, changed: &mut Changed) {
+        let duration = self.config.suppression;
+        let first_event = fired.event_ids.first().cloned().unwrap_or_default();
+        let key = (c.id.clone(), fired.group_key.clone());
+        let n = fired.event_ids.len() as u64;
+        if !duration.is_zero() {
+            if let Some(id) = self.by_group.get(&key) {
+                if let Some(o) = self.open.get_mut(id) {
+                    let window = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+                    if (fired.first - o.opened).abs() <= window {
+                        let a = &mut o.alert;
+                        a.count = a.count.saturating_add(n);
+                        a.first_time = a.first_time.min(fired.first);
+                        a.last_time = a.last_time.max(fired.last);
+                        for e in fired.event_ids {
+                            if a.event_ids.len() >= MAX_EVENT_IDS {
+                                break;
+                            }
+                            a.event_ids.push(e);
+                        }
+                        self.metrics.alerts_updated.inc();
+                        changed.touch(id);
+                        return;
+                    }
+                }
+            }
+        }
+        let id = alert_id(&c.id, &fired.group_key, &first_event);
+        let mut matched = std::collections::BTreeMap::new();
+        matched.insert(
+            format!("correlation.{}", correlation_measure(c)),
+            serde_json::json!(fired.value),
+        );
+        let alert = Alert {
+            id: id.clone(),
+            rule_id: c.id.clone(),
+            rule_title: c.title.clone(),
+            level: c.level.clone().unwrap_or_else(|| "informational".into()),
+            tags: c.tags.clone(),
+            group_by: fired.group_by,
+            group: fired.group,
+            group_key: fired.group_key,
+            first_time: fired.first,
+            last_time: fired.last,
+            count: n,
+            event_ids: fired.event_ids.into_iter().take(MAX_EVENT_IDS).collect(),
+            matched,
+            status: Status::Open,
+            comment: None,
+            updated_by: None,
+            updated_at: None,
+        };
+        self.metrics.alerts_created.inc();
+        changed.touch(&id);
+        if duration.is_zero() {
+            changed.single.insert(id, alert);
+            return;
+        }
+        if let Some(old) = self.by_group.insert(key, id.clone()) {
+            self.open.remove(&old);
+        }
+        self.open.insert(
+            id,
+            OpenAlert {
+                alert,
+                opened: fired.first,
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             },
         );
@@ -686,6 +831,19 @@ impl Stage {
                 Ok(())
             }
         }
+    }
+}
+
+/// What a correlation alert's `matched` names the measured quantity.
+fn correlation_measure(c: &Correlation) -> &'static str {
+    use crate::correlation::Kind;
+    match c.kind {
+        Kind::EventCount => "event_count",
+        Kind::ValueCount => "value_count",
+        Kind::Temporal | Kind::TemporalOrdered => "rules_matched",
+        Kind::ValueSum => "value_sum",
+        Kind::ValueAvg => "value_avg",
+        Kind::ValuePercentile => "value_percentile",
     }
 }
 

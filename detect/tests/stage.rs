@@ -35,15 +35,37 @@ detection:
     condition: sel
 "#;
 
+const BRUTE: &str = r#"
+title: Brute force
+id: 11111111-0000-0000-0000-0000000000c1
+level: high
+correlation:
+    type: event_count
+    rules: [failed]
+    group-by: [source.ip]
+    timespan: 1h
+    condition: {gte: 3}
+---
+title: Failed, for the correlation
+name: failed
+logsource: {product: test}
+detection:
+    sel: {event.outcome: failure}
+    condition: sel
+"#;
+
 fn rules() -> Rules {
-    let rules = parse_file(RULES, "t.yml")
-        .into_iter()
-        .map(|d| match d.unwrap() {
-            Document::Rule(r) => *r,
+    let (mut rules, mut correlations) = (Vec::new(), Vec::new());
+    for d in parse_file(&format!("{RULES}---\n{BRUTE}"), "t.yml") {
+        match d.unwrap() {
+            Document::Rule(r) => rules.push(*r),
+            Document::Correlation(c) => correlations.push(("t.yml".to_string(), *c)),
             other => panic!("{other:?}"),
-        })
-        .collect();
-    Rules::new(RuleSet::new(rules), Vec::new(), None)
+        }
+    }
+    let (set, errors) = RuleSet::build(rules, correlations, Vec::new());
+    assert!(errors.is_empty(), "{errors:?}");
+    Rules::new(set, Vec::new(), None)
 }
 
 struct Running {
@@ -150,12 +172,14 @@ fn matches_become_suppressed_alerts_appended_to_the_log() {
     let r = start(dir.path());
     feed(&r.wal);
     let mut all = Vec::new();
-    wait_for(&r.index, &mut all, |a| latest(a).len() == 5);
+    wait_for(&r.index, &mut all, |a| latest(a).len() == 6);
     let latest = latest(&all);
     let by = |ip: &str, first: &str| {
         latest
             .values()
-            .find(|a| a.group_key == format!("source.ip={ip}") && a.event_ids[0] == first)
+            .find(|a| {
+                a.rule_title == "Failed login" && a.group_key == format!("source.ip={ip}") && a.event_ids[0] == first
+            })
             .unwrap_or_else(|| panic!("no alert for {ip} opened by {first}: {latest:#?}"))
     };
     let a = by("10.0.0.1", "e1");
@@ -169,6 +193,10 @@ fn matches_become_suppressed_alerts_appended_to_the_log() {
     assert_eq!(by("10.0.0.2", "e3").count, 1);
     assert_eq!(by("10.0.0.1", "e5").count, 1);
     // Without suppression, one alert a match.
+    // The correlation: three failures from 10.0.0.1 within the hour.
+    let brute: Vec<_> = latest.values().filter(|a| a.rule_title == "Brute force").collect();
+    assert_eq!(brute.len(), 1, "{brute:#?}");
+    assert_eq!((brute[0].count, brute[0].group_key.as_str()), (3, "source.ip=10.0.0.1"));
     let root: Vec<_> = latest.values().filter(|a| a.rule_title == "Root shell").collect();
     assert_eq!(root.len(), 2);
     assert!(root.iter().all(|a| a.count == 1 && a.level == "critical"));
@@ -197,6 +225,7 @@ fn a_status_change_is_durable_and_new_matches_keep_it() {
     append(&r.wal, vec![ev(1, "10.0.0.1", "failure", "e2")]);
     wait_for(&r.index, &mut all, |a| a.last().is_some_and(|a| a.count == 2));
     let last = all.last().unwrap();
+    assert_eq!(last.id, id);
     assert_eq!(
         (last.status, last.updated_by.as_deref()),
         (Status::Acknowledged, Some("alice"))
@@ -204,7 +233,9 @@ fn a_status_change_is_durable_and_new_matches_keep_it() {
     // Closed: the next match opens a new alert.
     r.detector.set_status(&id, change(Status::Closed), None).unwrap();
     append(&r.wal, vec![ev(2, "10.0.0.1", "failure", "e3")]);
-    wait_for(&r.index, &mut all, |a| latest(a).len() == 2);
+    wait_for(&r.index, &mut all, |a| {
+        latest(a).values().filter(|a| a.rule_title == "Failed login").count() == 2
+    });
     assert!(r.detector.set_status("nope", change(Status::Closed), None).is_err());
     r.detector.stop();
     r.wal.close();
@@ -218,14 +249,14 @@ fn a_replay_from_an_older_checkpoint_makes_the_same_alerts() {
     let r = start(dir.path());
     feed(&r.wal);
     let mut first = Vec::new();
-    wait_for(&r.index, &mut first, |a| latest(a).len() == 5);
+    wait_for(&r.index, &mut first, |a| latest(a).len() == 6);
     r.detector.stop();
     r.wal.close();
     drop(r);
     std::fs::remove_file(dir.path().join("detect/checkpoint.json")).unwrap();
     let r = start(dir.path());
     let mut second = Vec::new();
-    wait_for(&r.index, &mut second, |a| latest(a).len() == 5);
+    wait_for(&r.index, &mut second, |a| latest(a).len() == 6);
     // Give the stage time to pass its own alert records too.
     std::thread::sleep(Duration::from_millis(300));
     versions(&r.index, &mut second);
@@ -239,6 +270,31 @@ fn a_replay_from_an_older_checkpoint_makes_the_same_alerts() {
     let mut third = Vec::new();
     versions(&r.index, &mut third);
     assert!(third.is_empty(), "{third:#?}");
+    r.detector.stop();
+    r.wal.close();
+}
+
+/// A correlation's window is part of the checkpoint: two failures before
+/// a restart and one after make the brute-force alert.
+#[test]
+fn correlation_windows_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = start(dir.path());
+    append(
+        &r.wal,
+        vec![ev(0, "10.0.0.7", "failure", "f1"), ev(1, "10.0.0.7", "failure", "f2")],
+    );
+    let mut all = Vec::new();
+    wait_for(&r.index, &mut all, |a| a.iter().any(|a| a.count == 2));
+    r.detector.stop();
+    r.wal.close();
+    drop(r);
+    let r = start(dir.path());
+    append(&r.wal, vec![ev(2, "10.0.0.7", "failure", "f3")]);
+    let mut all = Vec::new();
+    wait_for(&r.index, &mut all, |a| a.iter().any(|a| a.rule_title == "Brute force"));
+    let brute = all.iter().find(|a| a.rule_title == "Brute force").unwrap();
+    assert_eq!(brute.event_ids, ["f1", "f2", "f3"]);
     r.detector.stop();
     r.wal.close();
 }

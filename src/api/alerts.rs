@@ -183,6 +183,19 @@ pub(super) async fn rules(State(state): State<AppState>) -> Result<Response, Api
             "matches": rules.match_count(i),
         }));
     }
+    for (i, c) in rules.set.correlations().iter().enumerate() {
+        out.push(json!({
+            "id": c.id,
+            "title": c.title,
+            "level": c.level,
+            "status": c.status,
+            "tags": c.tags,
+            "correlation": format!("{:?}", c.kind),
+            "rules": c.rules,
+            "state": "loaded",
+            "matches": rules.correlation_count(i),
+        }));
+    }
     for e in &rules.refused {
         out.push(match e {
             DetectError::Refused { file, rule, reason } => {
@@ -193,7 +206,7 @@ pub(super) async fn rules(State(state): State<AppState>) -> Result<Response, Api
     }
     Ok(Json(json!({
         "dir": rules.dir,
-        "loaded": rules.set.rules().len(),
+        "loaded": rules.set.rules().len() + rules.set.correlations().len(),
         "refused": rules.refused.len(),
         "rules": out,
     }))
