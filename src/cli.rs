@@ -399,6 +399,92 @@ pub enum RulesCommand {
         /// The events: NDJSON, syslog, CEF, ... one a line.
         events: PathBuf,
     },
+    /// Run the rule of RULE_FILE (one rule, or correlations and their
+    /// rules) over a running daemon's indexed events, and print what it
+    /// would have matched.
+    Hunt(HuntArgs),
+}
+
+/// Arguments of `tripline rules hunt`.
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Start of the time range: RFC 3339 or relative (-30d).
+    #[arg(long, allow_hyphen_values = true)]
+    start: Option<String>,
+    /// End of the time range.
+    #[arg(long, allow_hyphen_values = true)]
+    end: Option<String>,
+    /// Matches to print at most.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// A Sigma rule file.
+    rule_file: PathBuf,
+}
+
+/// `tripline rules hunt`: pages through the hunt until `limit` matches.
+fn rules_hunt(args: HuntArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&args.rule_file).with_context(|| format!("reading {}", args.rule_file.display()))?;
+    let token = token(&args.server)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}/api/v1/hunt", args.server.server.trim_end_matches('/'));
+    let (mut printed, mut scanned) = (0usize, 0u64);
+    let mut cursor: Option<String> = None;
+    let mut header = false;
+    loop {
+        let body = json!({"rule": text, "start": args.start, "end": args.end, "limit": args.limit - printed, "cursor": cursor});
+        let mut response = agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(&body)
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let answer: Value = response.body_mut().read_json().context("reading the response")?;
+        if !status.is_success() {
+            let msg = escape(answer.get("error").and_then(Value::as_str).unwrap_or("request failed"));
+            bail!("{status}: {msg}");
+        }
+        scanned += answer.get("scanned").and_then(Value::as_u64).unwrap_or(0);
+        let list = |k: &str| answer.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+        for firing in list("correlations") {
+            if args.json {
+                println!("{}", json_line(&firing));
+            } else {
+                let s = |k: &str| escape(firing.get(k).and_then(Value::as_str).unwrap_or(""));
+                let n = firing.get("event_ids").and_then(Value::as_array).map_or(0, Vec::len);
+                println!(
+                    "{}  {}  {n} events  {}",
+                    s("first_time"),
+                    s("last_time"),
+                    s("group_key")
+                );
+            }
+            printed += 1;
+        }
+        for hit in list("hits") {
+            if args.json {
+                println!("{}", json_line(&hit));
+            } else {
+                if !header {
+                    println!("{:<27}  {:<16}  EVENT", "@TIMESTAMP", "DATASET");
+                    header = true;
+                }
+                println!("{}", row(&hit));
+            }
+            printed += 1;
+        }
+        cursor = answer.get("next_cursor").and_then(Value::as_str).map(str::to_string);
+        if cursor.is_none() || printed >= args.limit {
+            let q = answer.get("candidates_query").and_then(Value::as_str).unwrap_or("");
+            eprintln!("{printed} matches, {scanned} candidates examined ({})", escape(q));
+            return Ok(());
+        }
+    }
 }
 
 /// Runs a `tripline rules` command.
@@ -406,6 +492,7 @@ pub fn rules(cmd: RulesCommand) -> anyhow::Result<()> {
     let (dir, strict) = match cmd {
         RulesCommand::Check { dir, strict } => (dir, strict),
         RulesCommand::Test { rule_file, events } => return rules_test(&rule_file, &events),
+        RulesCommand::Hunt(args) => return rules_hunt(args),
     };
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());

@@ -67,6 +67,11 @@ impl Detection {
         }
     }
 
+    /// The configured values of `expand` placeholders.
+    pub fn placeholders(&self) -> &Placeholders {
+        &self.placeholders
+    }
+
     /// Loads the rules again and evaluates them from the next WAL record
     /// on. Blocking (reads and compiles every file).
     pub fn reload(&self) -> LoadReport {

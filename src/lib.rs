@@ -17,3 +17,4 @@ pub mod config;
 pub mod daemon;
 pub mod detection;
 pub mod http;
+pub mod hunt;

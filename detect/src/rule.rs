@@ -144,6 +144,16 @@ impl Rule {
                 .all(|f| f.condition.iter().any(|c| f.eval(c, event)))
     }
 
+    /// What the rule's logsource selects: each field with the values it
+    /// must equal (any, case-insensitively), or none when it must only be
+    /// present. For translating a rule into an index query.
+    pub fn logsource_terms(&self) -> Vec<(&str, &[String])> {
+        self.select
+            .iter()
+            .map(|s| (s.field.as_str(), if s.exists { &[][..] } else { s.values.as_slice() }))
+            .collect()
+    }
+
     /// Ids of the filters applied to the rule.
     pub fn filter_ids(&self) -> Vec<&str> {
         self.filters.iter().map(|f| f.id.as_str()).collect()

@@ -83,6 +83,10 @@ pub struct SearchResponse {
     pub took_ms: u64,
     /// Pass back as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+    /// Each hit's place in the order: a cursor made of one resumes after
+    /// it (for callers that stop inside a page, such as hunts).
+    #[serde(skip)]
+    pub keys: Vec<Cursor>,
 }
 
 /// Runs `search` over `store`. Blocking: call it off the async threads.
@@ -207,6 +211,7 @@ pub fn run(store: &Store, search: &Search) -> Result<SearchResponse, QueryError>
         hits,
         took_ms: began.elapsed().as_millis() as u64,
         next_cursor,
+        keys: top.iter().map(|(k, _, _)| *k).collect(),
     })
 }
 

@@ -225,3 +225,115 @@ pub(super) async fn reload(
     tracing::info!(loaded = report.loaded, refused = report.refused, by = ?by.name, "rules reloaded");
     Ok((StatusCode::OK, Json(report)).into_response())
 }
+
+/// A hunt's parameters; `rule` (a rule file's YAML) only for `/api/v1/hunt`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HuntBody {
+    #[serde(default)]
+    rule: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// Runs a loaded rule (by id or name) over indexed history.
+pub(super) async fn hunt_loaded(
+    State(state): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body = read_body(request, SMALL_BODY, state.limits.body_read_timeout).await?;
+    let b: HuntBody = if body.is_empty() {
+        HuntBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("hunt body: {e}")))?
+    };
+    if b.rule.is_some() {
+        return Err(ApiError::BadRequest("rule is for POST /api/v1/hunt".into()));
+    }
+    let rules = detection(&state)?.detector.rules();
+    let target = crate::hunt::find(&rules.set, &id).ok_or(ApiError::Detect(DetectError::NotFound { id }))?;
+    run_hunt(&state, rules, target, b).await
+}
+
+/// Runs the rule file in the body (not loaded) over indexed history.
+pub(super) async fn hunt_file(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(request, SMALL_BODY, state.limits.body_read_timeout).await?;
+    let b: HuntBody = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("hunt body: {e}")))?;
+    let text = b
+        .rule
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("hunt body needs rule (a rule file's YAML)".into()))?;
+    let placeholders = state
+        .detection
+        .get()
+        .map(|d| d.placeholders().clone())
+        .unwrap_or_default();
+    let (mut rules, mut correlations, mut filters) = (Vec::new(), Vec::new(), Vec::new());
+    for doc in detect::rule::parse_file_with(&text, "request", &placeholders) {
+        match doc? {
+            detect::rule::Document::Rule(r) => rules.push(*r),
+            detect::rule::Document::Correlation(c) => correlations.push(("request".to_string(), *c)),
+            detect::rule::Document::Filter(f) => filters.push(*f),
+        }
+    }
+    let (set, refused) = detect::rule::RuleSet::build(rules, correlations, filters);
+    if let Some(e) = refused.into_iter().next() {
+        return Err(e.into());
+    }
+    let target = crate::hunt::top(&set).ok_or_else(|| {
+        ApiError::BadRequest("the file must hold one rule, or correlations with one that no other refers to".into())
+    })?;
+    run_hunt(
+        &state,
+        std::sync::Arc::new(detect::Rules::new(set, Vec::new(), None)),
+        target,
+        b,
+    )
+    .await
+}
+
+async fn run_hunt(
+    state: &AppState,
+    rules: std::sync::Arc<detect::Rules>,
+    target: crate::hunt::Target,
+    b: HuntBody,
+) -> Result<Response, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let start = b
+        .start
+        .as_deref()
+        .map(|s| query::time::parse_bound(s, now, "start"))
+        .transpose()?;
+    let end = b
+        .end
+        .as_deref()
+        .map(|s| query::time::parse_bound(s, now, "end"))
+        .transpose()?;
+    let cursor = b
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(query::Cursor::decode)
+        .transpose()?;
+    let limit = b.limit.unwrap_or(state.default_limit).clamp(1, query::MAX_LIMIT);
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.search_permits.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::Busy)?
+    .map_err(|_| ApiError::Busy)?;
+    let deadline = std::time::Instant::now() + state.limits.search_timeout;
+    let store = state.store.clone();
+    let hunt = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::hunt::run(&store, &rules.set, target, start, end, limit, cursor, deadline)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("hunt task: {e}")))??;
+    Ok(Json(hunt).into_response())
+}

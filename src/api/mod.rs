@@ -11,6 +11,7 @@
 //! | `POST /api/v1/alerts/{id}` | alerts |
 //! | `GET /api/v1/rules` | search |
 //! | `POST /api/v1/rules/reload` | admin |
+//! | `POST /api/v1/rules/{id}/hunt`, `POST /api/v1/hunt` | search |
 //! | `GET /metrics` | admin (or none with `metrics.public`) |
 
 mod alerts;
@@ -116,6 +117,11 @@ pub fn router(state: AppState) -> Router {
                 .merge(post(alerts::set_status).route_layer(need(Scope::Alerts))),
         )
         .route("/api/v1/rules", get(alerts::rules).route_layer(need(Scope::Search)))
+        .route(
+            "/api/v1/rules/{id}/hunt",
+            post(alerts::hunt_loaded).route_layer(need(Scope::Search)),
+        )
+        .route("/api/v1/hunt", post(alerts::hunt_file).route_layer(need(Scope::Search)))
         .route(
             "/api/v1/rules/reload",
             post(alerts::reload).route_layer(need(Scope::Admin)),

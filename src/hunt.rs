@@ -1,0 +1,311 @@
+//! Retro-hunts: a rule over indexed history, before (or after) it runs on
+//! the live stream.
+//!
+//! What can be said of a rule as an index query is: its logsource's terms
+//! (`cloud.provider:aws AND eventSource:*`) and the fields it cannot match
+//! without (one of them must exist). That query finds the candidates; the
+//! same matcher the live stage uses decides on each, so a hunt and the
+//! live stream agree on every event. A correlation rule hunts by replaying
+//! the matches of the rules it refers to, oldest first, through the same
+//! windows.
+//!
+//! A call scans at most [`MAX_SCAN`] candidates and stops once it has
+//! `limit` matches; `next_cursor` (the search's cursor) resumes where it
+//! stopped.
+
+use std::time::Instant;
+
+use detect::correlation::{Caps, Dropped, Windows};
+use detect::rule::{Hit, Rule, RuleSet};
+use query::lang::{Expr, Value as QValue};
+use query::{Cursor, QueryError, Search};
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+/// Candidates one call examines at most.
+pub const MAX_SCAN: u64 = 200_000;
+/// Candidates fetched a page.
+const PAGE: usize = 2_000;
+/// Matches of referred rules a correlation hunt replays at most.
+pub const MAX_REPLAY: usize = 200_000;
+
+/// What to hunt for.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// A single-event rule (its index in the set's rules).
+    Rule(usize),
+    /// A correlation (its index in the set's correlations).
+    Correlation(usize),
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+pub struct Hunt {
+    /// The rule's id and title.
+    pub rule: String,
+    pub title: String,
+    /// The index query the candidates came from.
+    pub candidates_query: String,
+    /// Matching events (single-event rules), newest first.
+    pub hits: Vec<Value>,
+    /// Firings (correlation rules), oldest first.
+    pub correlations: Vec<Value>,
+    /// Candidates examined.
+    pub scanned: u64,
+    /// Candidates in the time range.
+    pub candidates: u64,
+    /// Resume here (single-event rules); null when the range is done.
+    pub next_cursor: Option<String>,
+    pub took_ms: u64,
+}
+
+fn is(field: &str, value: &str) -> Expr {
+    Expr::Clause {
+        field: Some(field.to_string()),
+        value: QValue::Phrase(value.to_string()),
+    }
+}
+
+fn exists(field: &str) -> Expr {
+    Expr::Clause {
+        field: Some(field.to_string()),
+        value: QValue::Exists,
+    }
+}
+
+/// The index query a rule's candidates satisfy: never stricter than the
+/// rule (every event the rule matches is a candidate).
+pub fn candidates(rule: &Rule) -> Expr {
+    let mut all = vec![Expr::Not(Box::new(is("event.dataset", detect::ALERTS_DATASET)))];
+    for (field, values) in rule.logsource_terms() {
+        if values.is_empty() {
+            all.push(exists(field));
+        } else {
+            all.push(Expr::Or(values.iter().map(|v| is(field, v)).collect()));
+        }
+    }
+    if let Some(fields) = rule.needs_one_of().filter(|f| !f.is_empty()) {
+        all.push(Expr::Or(fields.iter().map(|f| exists(f)).collect()));
+    }
+    Expr::And(all)
+}
+
+/// A readable form of a candidates query, for the answer.
+fn show(e: &Expr) -> String {
+    match e {
+        Expr::All => "*".into(),
+        Expr::And(v) => format!("({})", v.iter().map(show).collect::<Vec<_>>().join(" AND ")),
+        Expr::Or(v) => format!("({})", v.iter().map(show).collect::<Vec<_>>().join(" OR ")),
+        Expr::Not(e) => format!("NOT {}", show(e)),
+        Expr::Clause { field, value } => {
+            let f = field.as_deref().unwrap_or("message");
+            match value {
+                QValue::Exists => format!("{f}:*"),
+                QValue::Phrase(p) => format!("{f}:{p:?}"),
+                other => format!("{f}:{other:?}"),
+            }
+        }
+    }
+}
+
+/// Runs a hunt. Blocking: call it off the async threads.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    store: &index::Store,
+    set: &RuleSet,
+    target: Target,
+    start: Option<OffsetDateTime>,
+    end: Option<OffsetDateTime>,
+    limit: usize,
+    cursor: Option<Cursor>,
+    deadline: Instant,
+) -> Result<Hunt, QueryError> {
+    let began = Instant::now();
+    match target {
+        Target::Rule(i) => {
+            let rule = &set.rules()[i];
+            let expr = candidates(rule);
+            let mut hunt = Hunt {
+                rule: rule.id.clone(),
+                title: rule.title.clone(),
+                candidates_query: show(&expr),
+                hits: Vec::new(),
+                correlations: Vec::new(),
+                scanned: 0,
+                candidates: 0,
+                next_cursor: cursor.as_ref().map(Cursor::encode),
+                took_ms: 0,
+            };
+            let mut cursor = cursor;
+            loop {
+                let page = query::exec::run(
+                    store,
+                    &Search {
+                        expr: expr.clone(),
+                        start,
+                        end,
+                        limit: PAGE,
+                        cursor,
+                        deadline: Some(deadline),
+                    },
+                )?;
+                hunt.candidates = page.total;
+                // Stop at `limit` matches, but never between hits that
+                // share a key: a cursor resumes strictly after its key.
+                let mut stop_after: Option<Cursor> = None;
+                let mut more_in_page = false;
+                for (hit, key) in page.hits.into_iter().zip(page.keys) {
+                    if stop_after.is_some_and(|k| k != key) {
+                        more_in_page = true;
+                        break;
+                    }
+                    hunt.scanned += 1;
+                    let matched = schemas::Event::from_json(hit.clone()).is_ok_and(|e| rule.matches(&e));
+                    if matched {
+                        hunt.hits.push(hit);
+                    }
+                    if stop_after.is_none() && hunt.hits.len() >= limit {
+                        stop_after = Some(key);
+                    }
+                }
+                if let Some(k) = stop_after {
+                    // A later page may still hold matches: resume after `k`,
+                    // unless it was the last hit of the range.
+                    hunt.next_cursor = (more_in_page || page.next_cursor.is_some()).then(|| k.encode());
+                    break;
+                }
+                hunt.next_cursor = page.next_cursor.clone();
+                cursor = match page.next_cursor.as_deref().map(Cursor::decode).transpose()? {
+                    Some(c) if hunt.scanned < MAX_SCAN => Some(c),
+                    _ => break,
+                };
+            }
+            hunt.took_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Ok(hunt)
+        }
+        Target::Correlation(ci) => {
+            let c = &set.correlations()[ci];
+            // Every referred rule's candidates, gathered, then replayed
+            // oldest first through fresh windows.
+            let mut events: Vec<(OffsetDateTime, schemas::Event)> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut queries = Vec::new();
+            let mut scanned = 0u64;
+            // The correlations whose firings reach this one (itself too).
+            let mut reach = std::collections::HashSet::from([ci]);
+            loop {
+                let before = reach.len();
+                for j in 0..set.correlations().len() {
+                    if set.chains(j).iter().any(|(k, _)| reach.contains(k)) {
+                        reach.insert(j);
+                    }
+                }
+                if reach.len() == before {
+                    break;
+                }
+            }
+            for (i, r) in set.rules().iter().enumerate() {
+                if !set.feeds(i).iter().any(|(j, _)| reach.contains(j)) {
+                    continue;
+                }
+                let expr = candidates(r);
+                queries.push(show(&expr));
+                let mut cursor = None;
+                loop {
+                    let page = query::exec::run(
+                        store,
+                        &Search {
+                            expr: expr.clone(),
+                            start,
+                            end,
+                            limit: PAGE,
+                            cursor,
+                            deadline: Some(deadline),
+                        },
+                    )?;
+                    for hit in page.hits {
+                        scanned += 1;
+                        let Ok(event) = schemas::Event::from_json(hit) else {
+                            continue;
+                        };
+                        if !r.matches(&event) {
+                            continue;
+                        }
+                        let id = event.get_str("event.id").unwrap_or_default().to_string();
+                        if seen.insert(id) {
+                            let t = event
+                                .get("@timestamp")
+                                .and_then(schemas::time::parse_value)
+                                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                            events.push((t, event));
+                        }
+                    }
+                    cursor = match page.next_cursor.as_deref().map(Cursor::decode).transpose()? {
+                        Some(c) if events.len() < MAX_REPLAY && scanned < MAX_SCAN => Some(c),
+                        _ => break,
+                    };
+                }
+            }
+            events.sort_by_key(|e| e.0);
+            let mut windows = Windows::default();
+            let mut dropped = Dropped::default();
+            let mut fired = Vec::new();
+            for (t, e) in &events {
+                for hit in set.evaluate(e, *t, &mut windows, Caps::default(), &mut dropped).hits {
+                    if let Hit::Correlation(j, _, f) = hit {
+                        if j == ci && fired.len() < limit {
+                            fired.push(json!({
+                                "group_key": f.group_key,
+                                "group": f.group,
+                                "first_time": schemas::time::format(f.first),
+                                "last_time": schemas::time::format(f.last),
+                                "event_ids": f.event_ids,
+                                "value": f.value,
+                            }));
+                        }
+                    }
+                }
+            }
+            Ok(Hunt {
+                rule: c.id.clone(),
+                title: c.title.clone(),
+                candidates_query: queries.join(" ; "),
+                hits: Vec::new(),
+                correlations: fired,
+                scanned,
+                candidates: events.len() as u64,
+                next_cursor: None,
+                took_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            })
+        }
+    }
+}
+
+/// The target of a set read from one file: its one correlation that no
+/// other refers to, else its one rule.
+pub fn top(set: &RuleSet) -> Option<Target> {
+    let correlations = set.correlations();
+    let referred = |i: usize| !set.chains(i).is_empty();
+    let tops: Vec<usize> = (0..correlations.len()).filter(|&i| !referred(i)).collect();
+    match (tops.as_slice(), set.rules().len()) {
+        ([i], _) => Some(Target::Correlation(*i)),
+        ([], 1) => Some(Target::Rule(0)),
+        _ => None,
+    }
+}
+
+/// The loaded rule or correlation with this id or name.
+pub fn find(set: &RuleSet, id: &str) -> Option<Target> {
+    if let Some(i) = set
+        .rules()
+        .iter()
+        .position(|r| r.id == id || r.name.as_deref() == Some(id))
+    {
+        return Some(Target::Rule(i));
+    }
+    set.correlations()
+        .iter()
+        .position(|c| c.id == id || c.name.as_deref() == Some(id))
+        .map(Target::Correlation)
+}
