@@ -20,11 +20,12 @@
 //!   not exist" (`NOT _exists_:field`, `NOT field=*`), and so does
 //!   Tripline. sigma-rust only matches a field present with a null value,
 //!   so its events get `field: null` for each absent field a rule tests
-//!   against `null`. The events are made from the rules'
-//! own values (a map of a selection becomes an event with those fields;
-//! `contains`, `startswith` and `endswith` values are padded; wildcards
-//! filled), so that most rules match some event and most events are near
-//! misses for other rules.
+//!   against `null`.
+//!
+//! The events are made from the rules' own values (a map of a selection
+//! becomes an event with those fields; `contains`, `startswith` and
+//! `endswith` values are padded; wildcards filled), so that most rules
+//! match some event and most events are near misses for other rules.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
