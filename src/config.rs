@@ -326,6 +326,8 @@ pub struct DetectSection {
     pub max_window_groups: usize,
     /// Matches one group's window keeps; past it the oldest go (counted).
     pub max_window_entries: usize,
+    /// Threads that evaluate rules on a record's events; 0: one per core.
+    pub threads: usize,
     /// Values of the placeholders the `expand` modifier fills, such as
     /// `admins = ["root", "admin*"]` for `%admins%`.
     pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
@@ -342,6 +344,7 @@ impl Default for DetectSection {
             checkpoint_interval_ms: u64::try_from(d.checkpoint_interval.as_millis()).unwrap_or(u64::MAX),
             max_window_groups: d.caps.max_groups,
             max_window_entries: d.caps.max_entries,
+            threads: 0,
             placeholders: Default::default(),
         }
     }
@@ -358,6 +361,11 @@ impl DetectSection {
             caps: detect::correlation::Caps {
                 max_groups: self.max_window_groups,
                 max_entries: self.max_window_entries,
+            },
+            threads: if self.threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                self.threads
             },
         }
     }

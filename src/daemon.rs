@@ -108,7 +108,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         }
     };
     let detect_metrics = detect::DetectMetrics::default();
-    detect_metrics.register(&mut registry);
+    if detect_start.is_some() {
+        detect_metrics.register(&mut registry);
+    }
     let detection_cell: Arc<OnceLock<Arc<crate::detection::Detection>>> = Arc::new(OnceLock::new());
     let secs = Duration::from_secs;
     let state = AppState {

@@ -1143,10 +1143,28 @@ impl RuleSet {
         caps: Caps,
         dropped: &mut Dropped,
     ) -> Evaluation<'a> {
+        let matched: Vec<usize> = self.matching_indexed(event).map(|(i, _)| i).collect();
+        self.correlate(event, matched, time, windows, caps, dropped)
+    }
+
+    /// The second half of [`RuleSet::evaluate`]: given the rules that
+    /// matched `event` (found by [`RuleSet::matching_indexed`], which
+    /// needs no state and may run on any thread), the hits and the
+    /// correlations their matches feed, in order.
+    pub fn correlate<'a>(
+        &'a self,
+        event: &'a Event,
+        matched: Vec<usize>,
+        time: time::OffsetDateTime,
+        windows: &mut Windows,
+        caps: Caps,
+        dropped: &mut Dropped,
+    ) -> Evaluation<'a> {
         let mut out = Evaluation::default();
         // (correlation, index in its rules, name of what matched)
         let mut queue: Vec<(usize, usize, Option<&str>)> = Vec::new();
-        for (i, rule) in self.matching_indexed(event) {
+        for i in matched {
+            let Some(rule) = self.rules.get(i) else { continue };
             out.matched.push(i);
             if !self.is_silent(i) {
                 out.hits.push(Hit::Rule(i, rule));

@@ -57,6 +57,9 @@ pub struct DetectConfig {
     pub checkpoint_interval: Duration,
     /// Bounds on the correlation windows.
     pub caps: Caps,
+    /// Threads that find the rules matching a record's events (state is
+    /// then updated in order, on the stage's thread).
+    pub threads: usize,
 }
 
 impl DetectConfig {
@@ -68,6 +71,7 @@ impl DetectConfig {
             max_open_alerts: 100_000,
             checkpoint_interval: Duration::from_secs(1),
             caps: Caps::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -504,7 +508,9 @@ impl Stage {
         let mut changed = Changed::default();
         let now = OffsetDateTime::now_utc();
         let mut oldest_ingested: Option<OffsetDateTime> = None;
-        for event in &d.batch.events {
+        // Which rules match each event needs no state: on every thread.
+        let matched = match_all(&rules.set, &d.batch.events, self.config.threads);
+        for (event, matched) in d.batch.events.iter().zip(matched) {
             if event.get_str("event.dataset") == Some(ALERTS_DATASET) {
                 self.merge_stored(event);
                 continue;
@@ -513,9 +519,10 @@ impl Stage {
             let time = event_time(event).unwrap_or(now);
             self.watermark = Some(self.watermark.map_or(time, |w| w.max(time)));
             let mut dropped = Dropped::default();
-            let evaluation = rules
-                .set
-                .evaluate(event, time, &mut self.windows, self.config.caps, &mut dropped);
+            let evaluation =
+                rules
+                    .set
+                    .correlate(event, matched, time, &mut self.windows, self.config.caps, &mut dropped);
             self.metrics.window_evictions.inc_by(dropped.evicted);
             self.metrics.window_too_late.inc_by(dropped.too_late);
             for &i in &evaluation.matched {
@@ -834,6 +841,32 @@ impl Stage {
     }
 }
 
+/// The rules matching each event (none for alerts), on up to `threads`
+/// threads, each taking a contiguous share of the events.
+fn match_all(set: &RuleSet, events: &[Event], threads: usize) -> Vec<Vec<usize>> {
+    let one = |e: &Event| -> Vec<usize> {
+        if e.get_str("event.dataset") == Some(ALERTS_DATASET) {
+            return Vec::new();
+        }
+        set.matching_indexed(e).map(|(i, _)| i).collect()
+    };
+    let threads = threads.max(1).min(events.len() / 64 + 1);
+    if threads == 1 {
+        return events.iter().map(one).collect();
+    }
+    let chunk = events.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// What a correlation alert's `matched` names the measured quantity.
 fn correlation_measure(c: &Correlation) -> &'static str {
     use crate::correlation::Kind;
@@ -849,4 +882,33 @@ fn correlation_measure(c: &Correlation) -> &'static str {
 
 fn event_time(event: &Event) -> Option<OffsetDateTime> {
     event.get("@timestamp").and_then(schemas::time::parse_value)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Threads split a record's events but the matches come back in the
+    /// events' order.
+    #[test]
+    fn matching_on_several_threads_keeps_the_events_order() {
+        let text = "title: t\nid: r\nlogsource: {product: x}\ndetection:\n  sel: {n|gt: 500}\n  condition: sel\n";
+        let rules = crate::rule::parse_file(text, "t.yml")
+            .into_iter()
+            .map(|d| match d.unwrap() {
+                crate::rule::Document::Rule(r) => *r,
+                _ => unreachable!(),
+            })
+            .collect();
+        let set = RuleSet::new(rules);
+        let events: Vec<Event> = (0..1000)
+            .map(|n| Event::from_json(serde_json::json!({"n": n})).unwrap())
+            .collect();
+        let one = match_all(&set, &events, 1);
+        let four = match_all(&set, &events, 4);
+        assert_eq!(one, four);
+        assert_eq!(four.iter().position(|m| !m.is_empty()), Some(501));
+        assert_eq!(four.iter().filter(|m| !m.is_empty()).count(), 499);
+    }
 }

@@ -140,6 +140,26 @@ impl Bodies {
     }
 }
 
+/// The daemon's `/metrics`, if the token may read it.
+fn metrics(agent: &ureq::Agent, base: &str, auth: &str) -> Option<String> {
+    let mut r = agent
+        .get(&format!("{base}/metrics"))
+        .header("Authorization", auth)
+        .call()
+        .ok()?;
+    if r.status().as_u16() != 200 {
+        return None;
+    }
+    r.body_mut().read_to_string().ok()
+}
+
+/// One unlabelled sample of the metrics text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Bodies are gzipped before the clock starts (compression is the
@@ -204,6 +224,9 @@ fn main() -> anyhow::Result<()> {
     };
     let daemon_pid = spawned.as_ref().map(|s| s.child.id());
     let cpu0 = daemon_pid.and_then(cpu_seconds);
+    let detected0 = metrics(&agent, &base, &auth)
+        .and_then(|m| metric(&m, "tripline_detect_events_total"))
+        .map(|n| n as u64);
     let t0 = Instant::now();
     let workers: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
@@ -283,6 +306,45 @@ fn main() -> anyhow::Result<()> {
     let searchable = t0.elapsed();
     let lag = acked_marker.elapsed();
     let cpu = daemon_pid.and_then(cpu_seconds).zip(cpu0).map(|(b, a)| b - a);
+    // Detection (when the daemon runs rules): until every event sent, and
+    // the marker, has been evaluated; alert delay from the histogram.
+    let mut detection = Value::Null;
+    if let Some(start) = detected0 {
+        let want = start + total_events as u64 + 1;
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let m = metrics(&agent, &base, &auth).unwrap_or_default();
+            if metric(&m, "tripline_detect_events_total").is_some_and(|n| n as u64 >= want) {
+                let detected = t0.elapsed();
+                let buckets: Vec<(f64, f64)> = m
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("tripline_detect_alert_delay_seconds_bucket{le=\""))
+                    .filter_map(|l| {
+                        let (le, rest) = l.split_once("\"}")?;
+                        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                        Some((le, rest.trim().parse().ok()?))
+                    })
+                    .collect();
+                let count = buckets.last().map_or(0.0, |b| b.1);
+                let q = |q: f64| buckets.iter().find(|b| b.1 >= q * count).map(|b| b.0);
+                detection = json!({
+                    "seconds": detected.as_secs_f64(),
+                    "events_per_s": (total_events as f64 / detected.as_secs_f64()).round(),
+                    "cpu_seconds": daemon_pid.and_then(cpu_seconds).zip(cpu0).map(|(b, a)| ((b - a) * 100.0).round() / 100.0),
+                    "matches": metric(&m, "tripline_detect_matches_total"),
+                    "alerts_created": metric(&m, "tripline_detect_alerts_created_total"),
+                    "records_with_matches": count,
+                    "alert_delay_s_p50_at_most": q(0.5),
+                    "alert_delay_s_p99_at_most": q(0.99),
+                });
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("detection never caught up");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     lat.sort_unstable();
@@ -306,6 +368,7 @@ fn main() -> anyhow::Result<()> {
         "ack_latency_ms": {"p50": ms(quantile(&lat, 0.5)), "p99": ms(quantile(&lat, 0.99)), "p99.9": ms(quantile(&lat, 0.999)), "max": ms(quantile(&lat, 1.0))},
         "ack_to_searchable_ms": ms(lag),
         "retries": retries.load(Ordering::Relaxed),
+        "detection": detection,
     });
     if let Some(mut s) = spawned {
         report["daemon_peak_rss_mb"] = json!(peak_rss(s.child.id()).map(|b| b / (1 << 20)));
