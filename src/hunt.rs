@@ -2,8 +2,11 @@
 //! the live stream.
 //!
 //! What can be said of a rule as an index query is: its logsource's terms
-//! (`cloud.provider:aws AND eventSource:*`) and the fields it cannot match
-//! without (one of them must exist). That query finds the candidates; the
+//! (`cloud.provider:aws AND eventSource:*`), the fields it cannot match
+//! without (one of them must exist), and its plain case-insensitive text
+//! tests on catalog keyword fields (exact, prefix, suffix, contains, kept
+//! under the condition's `and` / `or`; a `not` says nothing). That query
+//! finds the candidates; the
 //! same matcher the live stage uses decides on each, so a hunt and the
 //! live stream agree on every event. A correlation rule hunts by replaying
 //! the matches of the rules it refers to, oldest first, through the same
@@ -16,7 +19,8 @@
 use std::time::Instant;
 
 use detect::correlation::{Caps, Dropped, Windows};
-use detect::rule::{Hit, Rule, RuleSet};
+use detect::matcher::TextNeed;
+use detect::rule::{Hit, Need, Rule, RuleSet};
 use query::lang::{Expr, Value as QValue};
 use query::{Cursor, QueryError, Search};
 use serde::Serialize;
@@ -74,6 +78,53 @@ fn exists(field: &str) -> Expr {
     }
 }
 
+/// A rule's plain text tests as index clauses, where the field is a
+/// catalog keyword (indexed lowercased, as the matcher compares); `None`
+/// where nothing safe can be said.
+fn translate(need: &Need, catalog: &schemas::Catalog) -> Option<Expr> {
+    match need {
+        Need::Any => None,
+        Need::All(v) => {
+            let parts: Vec<Expr> = v.iter().filter_map(|n| translate(n, catalog)).collect();
+            (!parts.is_empty()).then_some(Expr::And(parts))
+        }
+        Need::OneOf(v) => {
+            let parts: Option<Vec<Expr>> = v.iter().map(|n| translate(n, catalog)).collect();
+            parts.map(Expr::Or)
+        }
+        Need::Text { fields, how, value } => {
+            // Every name the test may read must be a keyword field, or the
+            // event could match through one the index cannot constrain.
+            let keyword = |f: &String| catalog.get(f).is_some_and(|d| d.ty == schemas::FieldType::Keyword);
+            if fields.is_empty() || !fields.iter().all(keyword) {
+                return None;
+            }
+            let esc = regex::escape(value);
+            let word = |pattern: Option<String>| {
+                QValue::Word(query::lang::Word {
+                    text: value.clone(),
+                    pattern,
+                })
+            };
+            let v = match how {
+                TextNeed::Exact => QValue::Phrase(value.clone()),
+                TextNeed::Prefix => word(Some(format!("{esc}.*"))),
+                TextNeed::Suffix => word(Some(format!(".*{esc}"))),
+                TextNeed::Contains => word(Some(format!(".*{esc}.*"))),
+            };
+            Some(Expr::Or(
+                fields
+                    .iter()
+                    .map(|f| Expr::Clause {
+                        field: Some(f.clone()),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
 /// The index query a rule's candidates satisfy: never stricter than the
 /// rule (every event the rule matches is a candidate).
 pub fn candidates(rule: &Rule) -> Expr {
@@ -87,6 +138,9 @@ pub fn candidates(rule: &Rule) -> Expr {
     }
     if let Some(fields) = rule.needs_one_of().filter(|f| !f.is_empty()) {
         all.push(Expr::Or(fields.iter().map(|f| exists(f)).collect()));
+    }
+    if let Some(terms) = translate(&rule.need(), &schemas::Catalog::builtin()) {
+        all.push(terms);
     }
     Expr::And(all)
 }
@@ -308,4 +362,48 @@ pub fn find(set: &RuleSet, id: &str) -> Option<Target> {
         .iter()
         .position(|c| c.id == id || c.name.as_deref() == Some(id))
         .map(Target::Correlation)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rule(detection: &str) -> Rule {
+        let text = format!("title: t\nid: r\nlogsource: {{product: test}}\ndetection:\n{detection}");
+        match detect::rule::parse_file(&text, "t.yml").remove(0).unwrap() {
+            detect::rule::Document::Rule(r) => *r,
+            _ => unreachable!(),
+        }
+    }
+
+    /// What is translated, and what is left to the matcher.
+    #[test]
+    fn only_plain_text_tests_on_keyword_fields_constrain_the_candidates() {
+        let cases = [
+            // A contains on a keyword field; an IP (not a keyword field)
+            // dropped; a `not` says nothing.
+            (
+                "  sel:\n    user.name|contains: ADM\n    source.ip: 10.0.0.1\n  f:\n    process.name: x\n  condition: sel and not f\n",
+                r#"((user.name:Word(Word { text: "adm", pattern: Some(".*adm.*") })))"#,
+            ),
+            // OR of selections: both translated, or nothing.
+            (
+                "  a:\n    event.action|startswith: Get\n  b:\n    event.outcome: failure\n  condition: a or b\n",
+                r#"((event.action:Word(Word { text: "get", pattern: Some("get.*") })) OR (event.outcome:"failure"))"#,
+            ),
+            ("  a:\n    event.action: x\n  b:\n    eventName: y\n  condition: a or b\n", ""),
+            // Regex, cased and inner-wildcard values: left to the matcher.
+            ("  a:\n    user.name|re: ^adm\n  condition: a\n", ""),
+            ("  a:\n    user.name|cased: Admin\n  condition: a\n", ""),
+            ("  a:\n    user.name: ad*min\n  condition: a\n", ""),
+        ];
+        for (detection, want) in cases {
+            let r = rule(detection);
+            let got = translate(&r.need(), &schemas::Catalog::builtin())
+                .map(|e| show(&e))
+                .unwrap_or_default();
+            assert_eq!(got, want, "{detection}");
+        }
+    }
 }

@@ -108,7 +108,31 @@ pub fn pieces(value: &str) -> Vec<Piece> {
     out
 }
 
+/// How a plain text test compares, for translating it into an index query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextNeed {
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+}
+
 impl TextMatch {
+    /// A case-insensitive test without inner wildcards: how it compares
+    /// and its lowercased literal. `None` for anything else.
+    pub fn plain(&self) -> Option<(TextNeed, &str)> {
+        if self.cased {
+            return None;
+        }
+        match &self.kind {
+            TextKind::Exact(s) => Some((TextNeed::Exact, s)),
+            TextKind::Prefix(s) => Some((TextNeed::Prefix, s)),
+            TextKind::Suffix(s) => Some((TextNeed::Suffix, s)),
+            TextKind::Contains(s) => Some((TextNeed::Contains, s)),
+            TextKind::Glob(_) => None,
+        }
+    }
+
     /// Compiles wildcard pieces.
     pub fn new(pieces: &[Piece], cased: bool) -> TextMatch {
         let fold = |s: &str| if cased { s.to_string() } else { s.to_lowercase() };

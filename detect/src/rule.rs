@@ -19,6 +19,45 @@ use crate::DetectError;
 /// Most variants `windash` may make of one value.
 const MAX_WINDASH_VARIANTS: usize = 1024;
 
+/// What an event must satisfy for a rule to match, as far as its plain
+/// text tests say: never stricter than the rule (anything not a plain,
+/// positive, case-insensitive text test is `Any`). For retro-hunts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Need {
+    /// No constraint known.
+    Any,
+    All(Vec<Need>),
+    OneOf(Vec<Need>),
+    /// One of `fields` (the first the event has is tested) compares so
+    /// with the lowercased `value`.
+    Text {
+        fields: Vec<String>,
+        how: crate::matcher::TextNeed,
+        value: String,
+    },
+}
+
+impl Need {
+    fn all(v: Vec<Need>) -> Need {
+        let v: Vec<Need> = v.into_iter().filter(|n| *n != Need::Any).collect();
+        match v.len() {
+            0 => Need::Any,
+            1 => v.into_iter().next().unwrap_or(Need::Any),
+            _ => Need::All(v),
+        }
+    }
+
+    fn one_of(v: Vec<Need>) -> Need {
+        if v.is_empty() || v.contains(&Need::Any) {
+            return Need::Any;
+        }
+        if v.len() == 1 {
+            return v.into_iter().next().unwrap_or(Need::Any);
+        }
+        Need::OneOf(v)
+    }
+}
+
 /// A compiled single-event rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -125,6 +164,42 @@ enum Test {
         negate: bool,
         cased: bool,
     },
+}
+
+impl FieldTest {
+    fn need(&self) -> Need {
+        let Test::Values {
+            all,
+            negate: false,
+            groups,
+        } = &self.test
+        else {
+            return Need::Any;
+        };
+        let each: Vec<Need> = groups
+            .iter()
+            .map(|variants| {
+                Need::one_of(
+                    variants
+                        .iter()
+                        .map(|m| match m {
+                            Matcher::Text(t) => t.plain().map_or(Need::Any, |(how, value)| Need::Text {
+                                fields: self.field.clone(),
+                                how,
+                                value: value.to_string(),
+                            }),
+                            _ => Need::Any,
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        if *all {
+            Need::all(each)
+        } else {
+            Need::one_of(each)
+        }
+    }
 }
 
 impl Rule {
@@ -239,6 +314,36 @@ impl Rule {
         out
     }
 
+    /// What an event must satisfy for the rule to match (see [`Need`]).
+    pub fn need(&self) -> Need {
+        Need::one_of(self.condition.iter().map(|c| self.need_of(c)).collect())
+    }
+
+    fn need_of(&self, c: &Cond) -> Need {
+        match c {
+            Cond::Ident(name) => self.selections.get(name).map_or(Need::Any, Selection::need),
+            Cond::Not(_) => Need::Any,
+            Cond::And(v) => Need::all(v.iter().map(|c| self.need_of(c)).collect()),
+            Cond::Or(v) => Need::one_of(v.iter().map(|c| self.need_of(c)).collect()),
+            Cond::Of { all, target } => {
+                let each: Vec<Need> = self
+                    .selections
+                    .iter()
+                    .filter(|(name, _)| match target {
+                        Target::Them => !name.starts_with('_'),
+                        Target::Pattern(p) => glob_match(p, name),
+                    })
+                    .map(|(_, s)| s.need())
+                    .collect();
+                if *all {
+                    Need::all(each)
+                } else {
+                    Need::one_of(each)
+                }
+            }
+        }
+    }
+
     /// Whether the rule's logsource selects `event`.
     pub fn selects(&self, event: &Subject<'_>) -> bool {
         self.select.iter().all(|s| match event.get(&s.field) {
@@ -273,6 +378,17 @@ impl Rule {
 }
 
 impl Selection {
+    fn need(&self) -> Need {
+        match self {
+            Selection::Keywords { .. } => Need::Any,
+            Selection::Maps(maps) => Need::one_of(
+                maps.iter()
+                    .map(|tests| Need::all(tests.iter().map(FieldTest::need).collect()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Fields one of which an event needs for this selection to match.
     fn needs(&self) -> Option<Vec<String>> {
         match self {
