@@ -233,7 +233,14 @@ fn metrics_expose_ingest_wal_and_index_figures() {
         200
     );
     wait_total(&d.base, "*", 2);
-    let text = metrics_text(&d);
+    // The index's gauges are set just after a commit is published: a search
+    // can see the events a moment before them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = metrics_text(&d);
+    while !text.contains("tripline_index_docs 2") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        text = metrics_text(&d);
+    }
     for name in [
         "tripline_ingested_events_total 2",
         "tripline_parse_failures_total 1",
