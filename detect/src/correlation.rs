@@ -341,16 +341,7 @@ impl Windows {
                 event.get(field).cloned().unwrap_or(Value::Null)
             })
             .collect();
-        let group_key = c
-            .group_by
-            .iter()
-            .zip(&group)
-            .map(|(f, v)| match v {
-                Value::String(s) => format!("{f}={s}"),
-                other => format!("{f}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(",");
+        let group_key = group_key(&c.group_by, &group);
         let groups = self.groups.entry(c.id.clone()).or_default();
         if !groups.contains_key(&group_key) && groups.len() >= caps.max_groups.max(1) {
             // Out of room: the group whose newest match is oldest goes.
@@ -408,6 +399,19 @@ impl Windows {
         }
         None
     }
+}
+
+/// `field=value` pairs of a group, `,`-joined (empty without grouping).
+pub fn group_key(fields: &[String], values: &[Value]) -> String {
+    fields
+        .iter()
+        .zip(values)
+        .map(|(f, v)| match v {
+            Value::String(s) => format!("{f}={s}"),
+            other => format!("{f}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn from_nanos(t: i128) -> OffsetDateTime {

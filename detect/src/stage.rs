@@ -419,6 +419,13 @@ struct Stage {
     failure: Arc<Mutex<Option<String>>>,
 }
 
+/// Matches to count on an alert.
+struct Counted {
+    first: OffsetDateTime,
+    last: OffsetDateTime,
+    event_ids: Vec<String>,
+}
+
 /// Alerts made or changed by one record, in order, each once.
 #[derive(Default)]
 struct Changed {
@@ -570,36 +577,16 @@ impl Stage {
             .iter()
             .map(|f| event.get(f).cloned().unwrap_or(Value::Null))
             .collect();
-        let group_key = sup
-            .group_by
-            .iter()
-            .zip(&group)
-            .map(|(f, v)| match v {
-                Value::String(s) => format!("{f}={s}"),
-                other => format!("{f}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(",");
+        let group_key = crate::correlation::group_key(&sup.group_by, &group);
         let event_id = event.get_str("event.id").unwrap_or_default().to_string();
         let key = (rule.id.clone(), group_key.clone());
-        if !duration.is_zero() {
-            if let Some(id) = self.by_group.get(&key) {
-                if let Some(o) = self.open.get_mut(id) {
-                    let window = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
-                    if (time - o.opened).abs() <= window {
-                        let a = &mut o.alert;
-                        a.count = a.count.saturating_add(1);
-                        a.first_time = a.first_time.min(time);
-                        a.last_time = a.last_time.max(time);
-                        if a.event_ids.len() < MAX_EVENT_IDS {
-                            a.event_ids.push(event_id);
-                        }
-                        self.metrics.alerts_updated.inc();
-                        changed.touch(id);
-                        return;
-                    }
-                }
-            }
+        let counted = Counted {
+            first: time,
+            last: time,
+            event_ids: vec![event_id.clone()],
+        };
+        if self.count_on_open(&key, duration, counted, changed) {
+            return;
         }
         let id = alert_id(&rule.id, &group_key, &event_id);
         let alert = Alert {
@@ -621,7 +608,43 @@ impl Stage {
             updated_by: None,
             updated_at: None,
         };
+        self.open_alert(key, duration, alert, changed);
+    }
+
+    /// Counts matches on the open alert of `key` if they fall in its
+    /// window; false when a new alert is needed.
+    fn count_on_open(
+        &mut self,
+        key: &(String, String),
+        duration: Duration,
+        counted: Counted,
+        changed: &mut Changed,
+    ) -> bool {
+        if duration.is_zero() {
+            return false;
+        }
+        let Some(id) = self.by_group.get(key) else { return false };
+        let Some(o) = self.open.get_mut(id) else { return false };
+        let window = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+        if (counted.first - o.opened).abs() > window {
+            return false;
+        }
+        let a = &mut o.alert;
+        a.count = a.count.saturating_add(counted.event_ids.len() as u64);
+        a.first_time = a.first_time.min(counted.first);
+        a.last_time = a.last_time.max(counted.last);
+        let room = MAX_EVENT_IDS.saturating_sub(a.event_ids.len());
+        a.event_ids.extend(counted.event_ids.into_iter().take(room));
+        self.metrics.alerts_updated.inc();
+        changed.touch(id);
+        true
+    }
+
+    /// A new alert: open for `duration` (keyed by rule and group), or a
+    /// one-off when the duration is zero.
+    fn open_alert(&mut self, key: (String, String), duration: Duration, alert: Alert, changed: &mut Changed) {
         self.metrics.alerts_created.inc();
+        let id = alert.id.clone();
         changed.touch(&id);
         if duration.is_zero() {
             changed.single.insert(id, alert);
@@ -630,11 +653,12 @@ impl Stage {
         if let Some(old) = self.by_group.insert(key, id.clone()) {
             self.open.remove(&old);
         }
+        let opened = alert.first_time;
         self.open.insert(
             id,
             OpenAlert {
                 alert,
-                opened: time,
+                opened,
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             },
         );
@@ -647,27 +671,13 @@ impl Stage {
         let first_event = fired.event_ids.first().cloned().unwrap_or_default();
         let key = (c.id.clone(), fired.group_key.clone());
         let n = fired.event_ids.len() as u64;
-        if !duration.is_zero() {
-            if let Some(id) = self.by_group.get(&key) {
-                if let Some(o) = self.open.get_mut(id) {
-                    let window = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
-                    if (fired.first - o.opened).abs() <= window {
-                        let a = &mut o.alert;
-                        a.count = a.count.saturating_add(n);
-                        a.first_time = a.first_time.min(fired.first);
-                        a.last_time = a.last_time.max(fired.last);
-                        for e in fired.event_ids {
-                            if a.event_ids.len() >= MAX_EVENT_IDS {
-                                break;
-                            }
-                            a.event_ids.push(e);
-                        }
-                        self.metrics.alerts_updated.inc();
-                        changed.touch(id);
-                        return;
-                    }
-                }
-            }
+        let counted = Counted {
+            first: fired.first,
+            last: fired.last,
+            event_ids: fired.event_ids.clone(),
+        };
+        if self.count_on_open(&key, duration, counted, changed) {
+            return;
         }
         let id = alert_id(&c.id, &fired.group_key, &first_event);
         let mut matched = std::collections::BTreeMap::new();
@@ -694,23 +704,7 @@ impl Stage {
             updated_by: None,
             updated_at: None,
         };
-        self.metrics.alerts_created.inc();
-        changed.touch(&id);
-        if duration.is_zero() {
-            changed.single.insert(id, alert);
-            return;
-        }
-        if let Some(old) = self.by_group.insert(key, id.clone()) {
-            self.open.remove(&old);
-        }
-        self.open.insert(
-            id,
-            OpenAlert {
-                alert,
-                opened: fired.first,
-                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            },
-        );
+        self.open_alert(key, duration, alert, changed);
     }
 
     /// Appends the new version of every changed alert to the WAL.
