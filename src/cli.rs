@@ -144,6 +144,17 @@ pub struct AlertsArgs {
     json: bool,
 }
 
+/// The JSON body of a successful answer; else the daemon's reason, escaped.
+fn success(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
+    let status = response.status();
+    let answer: Value = response.body_mut().read_json().context("reading the response")?;
+    if !status.is_success() {
+        let msg = escape(answer.get("error").and_then(Value::as_str).unwrap_or("request failed"));
+        bail!("{status}: {msg}");
+    }
+    Ok(answer)
+}
+
 /// Lists alerts, newest first, as a table.
 pub fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
     let token = token(&args.server)?;
@@ -164,13 +175,8 @@ pub fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
             request = request.query(k, v);
         }
     }
-    let mut response = request.call().with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let answer: Value = response.body_mut().read_json().context("reading the response")?;
-    if !status.is_success() {
-        let msg = escape(answer.get("error").and_then(Value::as_str).unwrap_or("request failed"));
-        bail!("{status}: {msg}");
-    }
+    let response = request.call().with_context(|| format!("cannot reach {url}"))?;
+    let answer = success(response)?;
     let alerts = answer
         .get("alerts")
         .and_then(Value::as_array)
@@ -438,17 +444,12 @@ fn rules_hunt(args: HuntArgs) -> anyhow::Result<()> {
     let mut header = false;
     loop {
         let body = json!({"rule": text, "start": args.start, "end": args.end, "limit": args.limit - printed, "cursor": cursor});
-        let mut response = agent
+        let response = agent
             .post(&url)
             .header("Authorization", &format!("Bearer {token}"))
             .send_json(&body)
             .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let answer: Value = response.body_mut().read_json().context("reading the response")?;
-        if !status.is_success() {
-            let msg = escape(answer.get("error").and_then(Value::as_str).unwrap_or("request failed"));
-            bail!("{status}: {msg}");
-        }
+        let answer = success(response)?;
         scanned += answer.get("scanned").and_then(Value::as_u64).unwrap_or(0);
         let list = |k: &str| answer.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
         for firing in list("correlations") {

@@ -31,8 +31,9 @@ use time::OffsetDateTime;
 pub const MAX_SCAN: u64 = 200_000;
 /// Candidates fetched a page.
 const PAGE: usize = 2_000;
-/// Matches of referred rules a correlation hunt replays at most.
-pub const MAX_REPLAY: usize = 200_000;
+/// Matches of referred rules a correlation hunt holds and replays at most
+/// (each a whole event in memory).
+pub const MAX_REPLAY: usize = 50_000;
 
 /// What to hunt for.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,9 @@ pub struct Hunt {
     pub candidates: u64,
     /// Resume here (single-event rules); null when the range is done.
     pub next_cursor: Option<String>,
+    /// A correlation hunt stopped at [`MAX_SCAN`] candidates or
+    /// [`MAX_REPLAY`] matches: narrow the time range to see the rest.
+    pub truncated: bool,
     pub took_ms: u64,
 }
 
@@ -127,7 +131,7 @@ fn translate(need: &Need, catalog: &schemas::Catalog) -> Option<Expr> {
 
 /// The index query a rule's candidates satisfy: never stricter than the
 /// rule (every event the rule matches is a candidate).
-pub fn candidates(rule: &Rule) -> Expr {
+pub fn candidates(rule: &Rule, catalog: &schemas::Catalog) -> Expr {
     let mut all = vec![Expr::Not(Box::new(is("event.dataset", detect::ALERTS_DATASET)))];
     for (field, values) in rule.logsource_terms() {
         if values.is_empty() {
@@ -139,7 +143,7 @@ pub fn candidates(rule: &Rule) -> Expr {
     if let Some(fields) = rule.needs_one_of().filter(|f| !f.is_empty()) {
         all.push(Expr::Or(fields.iter().map(|f| exists(f)).collect()));
     }
-    if let Some(terms) = translate(&rule.need(), &schemas::Catalog::builtin()) {
+    if let Some(terms) = translate(&rule.need(), catalog) {
         all.push(terms);
     }
     Expr::And(all)
@@ -179,7 +183,7 @@ pub fn run(
     match target {
         Target::Rule(i) => {
             let rule = &set.rules()[i];
-            let expr = candidates(rule);
+            let expr = candidates(rule, &store.schema().catalog);
             let mut hunt = Hunt {
                 rule: rule.id.clone(),
                 title: rule.title.clone(),
@@ -189,6 +193,7 @@ pub fn run(
                 scanned: 0,
                 candidates: 0,
                 next_cursor: cursor.as_ref().map(Cursor::encode),
+                truncated: false,
                 took_ms: 0,
             };
             let mut cursor = cursor;
@@ -246,6 +251,7 @@ pub fn run(
             let mut seen = std::collections::HashSet::new();
             let mut queries = Vec::new();
             let mut scanned = 0u64;
+            let mut truncated = false;
             // The correlations whose firings reach this one (itself too).
             let mut reach = std::collections::HashSet::from([ci]);
             loop {
@@ -263,7 +269,11 @@ pub fn run(
                 if !set.feeds(i).iter().any(|(j, _)| reach.contains(j)) {
                     continue;
                 }
-                let expr = candidates(r);
+                if events.len() >= MAX_REPLAY || scanned >= MAX_SCAN {
+                    truncated = true;
+                    break;
+                }
+                let expr = candidates(r, &store.schema().catalog);
                 queries.push(show(&expr));
                 let mut cursor = None;
                 loop {
@@ -297,7 +307,11 @@ pub fn run(
                     }
                     cursor = match page.next_cursor.as_deref().map(Cursor::decode).transpose()? {
                         Some(c) if events.len() < MAX_REPLAY && scanned < MAX_SCAN => Some(c),
-                        _ => break,
+                        Some(_) => {
+                            truncated = true;
+                            break;
+                        }
+                        None => break,
                     };
                 }
             }
@@ -330,6 +344,7 @@ pub fn run(
                 scanned,
                 candidates: events.len() as u64,
                 next_cursor: None,
+                truncated,
                 took_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
             })
         }

@@ -343,22 +343,25 @@ impl Windows {
             .collect();
         let group_key = group_key(&c.group_by, &group);
         let groups = self.groups.entry(c.id.clone()).or_default();
-        if !groups.contains_key(&group_key) && groups.len() >= caps.max_groups.max(1) {
-            // Out of room: the group whose newest match is oldest goes.
-            let oldest = groups
+        let cap = caps.max_groups.max(1);
+        if !groups.contains_key(&group_key) && groups.len() >= cap {
+            // Out of room: the groups whose newest match is oldest go, down
+            // to 90% of the cap, so a flood of new groups sorts once per
+            // tenth of the cap rather than on every match.
+            let mut by_age: Vec<(i128, String)> = groups
                 .iter()
-                .min_by_key(|(_, e)| e.last().map_or(i128::MIN, |x| x.t))
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
+                .map(|(k, e)| (e.last().map_or(i128::MIN, |x| x.t), k.clone()))
+                .collect();
+            by_age.sort_unstable();
+            let excess = groups.len() + 1 - cap * 9 / 10;
+            for (_, k) in by_age.into_iter().take(excess.max(1)) {
                 dropped.evicted += groups.remove(&k).map_or(0, |e| e.len() as u64);
             }
         }
         let entries = groups.entry(group_key.clone()).or_default();
         // Matches that can no longer share a window with an acceptable one.
         let horizon = newest.saturating_sub(span.saturating_mul(2));
-        let before = entries.len();
         entries.retain(|e| e.t >= horizon);
-        let _ = before;
         let value = c.field.as_ref().and_then(|f| event.get(f).cloned());
         let at = entries.partition_point(|e| e.t <= t);
         entries.insert(

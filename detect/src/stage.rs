@@ -479,9 +479,16 @@ impl Stage {
     fn fail(&mut self, e: DetectError) {
         tracing::error!(error = %e, position = %self.position, "detection stopped for good: restart replays from its checkpoint");
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-        // Answer status changes that are waiting, and any sent later.
-        while let Ok(Command::SetStatus { reply, .. }) = self.commands.recv() {
-            let _ = reply.send(Err(DetectError::Stopped));
+        // Answer status changes that are waiting, and any sent later, until
+        // `stop` (which joins this thread) is asked.
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.commands.recv_timeout(Duration::from_millis(100)) {
+                Ok(Command::SetStatus { reply, .. }) => {
+                    let _ = reply.send(Err(DetectError::Stopped));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 

@@ -338,3 +338,18 @@ fn sigmahq_aws_rules_over_the_shared_cloudtrail_records() {
     .into();
     assert_eq!(fired, want);
 }
+
+/// A rule file is read from API clients too (`POST /api/v1/hunt`): a YAML
+/// alias bomb is an error, not gigabytes of expanded nodes.
+#[test]
+fn a_yaml_alias_bomb_is_refused_not_expanded() {
+    let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut prev = 'a';
+    for name in 'b'..='j' {
+        text.push_str(&format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        prev = name;
+    }
+    text.push_str("title: bomb\ndetection:\n  sel: {f: *j}\n  condition: sel\n");
+    let docs = parse_file(&text, "bomb.yml");
+    assert!(docs.iter().all(|d| d.is_err()), "{docs:?}");
+}
