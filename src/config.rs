@@ -32,6 +32,12 @@ pub struct Config {
     pub syslog: SyslogSection,
     /// Sigma detection.
     pub detect: DetectSection,
+    /// Where outbound connections may go (webhooks).
+    pub egress: deliver::EgressConfig,
+    /// Webhook retries and bookkeeping.
+    pub delivery: deliver::DeliveryConfig,
+    /// Webhooks receiving alerts (`[[webhooks]]`).
+    pub webhooks: Vec<deliver::WebhookSpec>,
 }
 
 impl Default for Config {
@@ -47,6 +53,9 @@ impl Default for Config {
             http: HttpSection::default(),
             syslog: SyslogSection::default(),
             detect: DetectSection::default(),
+            egress: deliver::EgressConfig::default(),
+            delivery: deliver::DeliveryConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -384,6 +393,32 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks the webhooks and their delivery settings.
+    fn validate_delivery(&self) -> anyhow::Result<()> {
+        let d = &self.delivery;
+        if d.max_retry_hours == 0 || d.base_backoff_ms == 0 || d.max_backoff_secs == 0 || d.retention_hours == 0 {
+            bail!("delivery.max_retry_hours, base_backoff_ms, max_backoff_secs and retention_hours must be positive");
+        }
+        if d.max_client_error_attempts == 0 {
+            bail!("delivery.max_client_error_attempts must be at least 1");
+        }
+        if let Some(u) = &d.public_url {
+            let url = url::Url::parse(u).with_context(|| format!("delivery.public_url {u:?}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("delivery.public_url must be an http or https URL");
+            }
+        }
+        let catalog = schemas::Catalog::builtin();
+        let mut ids = std::collections::HashSet::new();
+        for w in &self.webhooks {
+            w.validate(&catalog).map_err(|e| anyhow::anyhow!("[[webhooks]]: {e}"))?;
+            if !ids.insert(w.id.as_str()) {
+                bail!("[[webhooks]]: id {:?} is used twice", w.id);
+            }
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.ingest.max_body_bytes == 0 || self.ingest.max_line_bytes == 0 {
@@ -436,6 +471,7 @@ impl Config {
         if !ingest::normalize::valid_source(&s.source) {
             bail!("syslog.source must be 1 to 64 of A-Z a-z 0-9 . _ -");
         }
+        self.validate_delivery()?;
         let d = &self.detect;
         if d.max_open_alerts == 0
             || d.checkpoint_interval_ms == 0

@@ -112,6 +112,32 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         detect_metrics.register(&mut registry);
     }
     let detection_cell: Arc<OnceLock<Arc<crate::detection::Detection>>> = Arc::new(OnceLock::new());
+    // The webhook outbox: its API works at once; it reads the WAL once
+    // replay is done.
+    let deliver_metrics = deliver::DeliverMetrics::default();
+    deliver_metrics.register(&mut registry);
+    let base_url = config
+        .delivery
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", listener.local_addr().map_or(config.listen, |a| a)));
+    let (outbox, generated) = {
+        let (dir, specs, settings) = (data.join("webhooks"), config.webhooks.clone(), config.delivery.clone());
+        let guard = deliver::Guard::new(&config.egress);
+        tokio::task::spawn_blocking(move || {
+            deliver::Outbox::open(&dir, specs, settings, guard, deliver_metrics, base_url)
+        })
+        .await
+        .context("outbox task")??
+    };
+    for g in generated {
+        println!(
+            "webhook {}: secret generated and written to {} (mode 0600); give it to the receiver, then delete the file",
+            g.webhook,
+            g.path.display()
+        );
+    }
+    let outbox_consumer = Consumer::new("webhooks", outbox.position(index_consumer.position())?);
     let secs = Duration::from_secs;
     let state = AppState {
         ingestor: ingestor_cell.clone(),
@@ -134,6 +160,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         },
         ready: ready.clone(),
         detection: detection_cell.clone(),
+        outbox: Some(outbox.clone()),
     };
     let addr = listener.local_addr()?;
     println!("tripline listening on http://{addr}");
@@ -159,7 +186,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         queue_depth: config.wal.queue_depth,
         ..WalConfig::new(&wal_dir)
     };
-    let mut consumers = vec![index_consumer];
+    let mut consumers = vec![index_consumer, outbox_consumer.clone()];
     if let Some((_, consumer, _)) = &detect_start {
         consumers.push(consumer.clone());
     }
@@ -176,6 +203,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         "write-ahead log recovered"
     );
     let wal = Arc::new(wal);
+    outbox.start(tokio::runtime::Handle::current(), shutdown.clone());
+    outbox.consume(wal.clone(), outbox_consumer)?;
     if let (Some((checkpoint, consumer, rules)), Some(dir)) = (detect_start, &config.detect.rules_dir) {
         let detector = detect::Detector::spawn(
             wal.clone(),
@@ -248,6 +277,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             d.detector.stop();
         }
         closing.close();
+        // The outbox queues what the log holds, then stops.
+        outbox.join(false);
         indexer.join();
     })
     .await

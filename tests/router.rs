@@ -82,6 +82,7 @@ impl Node {
             },
             ready: Arc::new(AtomicBool::new(true)),
             detection: Arc::new(OnceLock::new()),
+            outbox: None,
         };
         Node {
             state,

@@ -3,6 +3,8 @@
 //! - [`lang`]: the nom parser, from text to an [`Expr`]; it never touches
 //!   an index.
 //! - [`compile`]: an [`Expr`] as a tantivy query for one partition's schema.
+//! - [`filter`]: an [`Expr`] tested against one event in memory (webhook
+//!   filters over alerts), with the index's semantics.
 //! - [`time`]: `start`/`end` bounds, absolute or relative (`-15m`).
 //! - [`exec`]: runs a search over the partitions of a time range, newest
 //!   first, with a cursor.
@@ -18,6 +20,7 @@
 
 pub mod compile;
 pub mod exec;
+pub mod filter;
 pub mod lang;
 pub mod time;
 

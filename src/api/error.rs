@@ -24,6 +24,8 @@ pub enum ApiError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Detect(#[from] detect::DetectError),
+    #[error(transparent)]
+    Deliver(#[from] deliver::DeliverError),
     #[error("detection is off: start with --rules DIR or set detect.rules_dir")]
     DetectionOff,
     #[error("{0}")]
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Query(e) => e.error_code(),
             ApiError::Token(e) => e.error_code(),
             ApiError::Detect(e) => e.error_code(),
+            ApiError::Deliver(e) => e.error_code(),
             ApiError::DetectionOff => ErrorCode::NotFound,
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,

@@ -12,11 +12,17 @@
 //! | `GET /api/v1/rules` | search |
 //! | `POST /api/v1/rules/reload` | admin |
 //! | `POST /api/v1/rules/{id}/hunt`, `POST /api/v1/hunt` | search |
+//! | `GET, POST /api/v1/webhooks` | admin |
+//! | `GET, PUT, DELETE /api/v1/webhooks/{id}` | admin |
+//! | `POST /api/v1/webhooks/{id}/test`, `POST .../rotate-secret` | admin |
+//! | `GET /api/v1/webhooks/{id}/deliveries?status=&before=&limit=` | admin |
+//! | `POST /api/v1/webhooks/{id}/deliveries/{delivery}/retry` | admin |
 //! | `GET /metrics` | admin (or none with `metrics.public`) |
 
 mod alerts;
 mod error;
 mod throttle;
+mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -27,7 +33,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use index::indexer::IndexHealth;
 use ingest::{IngestReport, Ingestor};
@@ -66,6 +72,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The detection stage, set after WAL replay when rules are configured.
     pub detection: Arc<OnceLock<Arc<crate::detection::Detection>>>,
+    /// The webhook outbox.
+    pub outbox: Option<deliver::Outbox>,
 }
 
 /// Limits the handlers enforce.
@@ -125,6 +133,35 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/rules/reload",
             post(alerts::reload).route_layer(need(Scope::Admin)),
+        )
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list)
+                .post(webhooks::create)
+                .route_layer(need(Scope::Admin)),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get_one)
+                .merge(put(webhooks::replace))
+                .merge(delete(webhooks::remove))
+                .route_layer(need(Scope::Admin)),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/test",
+            post(webhooks::test).route_layer(need(Scope::Admin)),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate).route_layer(need(Scope::Admin)),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries).route_layer(need(Scope::Admin)),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries/{delivery}/retry",
+            post(webhooks::retry).route_layer(need(Scope::Admin)),
         )
         .route("/metrics", metrics_route)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))

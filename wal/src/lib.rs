@@ -74,7 +74,7 @@ use tokio::sync::oneshot;
 
 pub use batch::{Batch, BatchBuilder, Durable, OverBudget};
 pub use metrics::WalMetrics;
-pub use reader::{Read, Reader};
+pub use reader::{Raw, Read, Reader};
 pub use record::MAX_RECORD_LEN;
 pub use recovery::Recovered;
 pub use segment::list_segments;

@@ -34,15 +34,30 @@ impl std::fmt::Debug for Reader {
     }
 }
 
-/// What [`Reader::next`] found.
+/// What [`Reader::next`] (a decoded [`Durable`]) or [`Reader::next_raw`]
+/// (a [`Raw`] record) found.
 #[derive(Debug)]
-pub enum Read {
+pub enum Read<T = Durable> {
     /// The next durable record.
-    Record(Durable),
+    Record(T),
     /// Nothing new was fsynced within the wait.
     Idle,
     /// The log was closed and everything durable has been read.
     Closed,
+}
+
+/// A durable record as logged, not decoded: for a consumer that wants few
+/// of the events and can tell them from the bytes (the webhook outbox
+/// looks for alerts only).
+#[derive(Debug)]
+pub struct Raw {
+    /// LSN of the record.
+    pub start: Lsn,
+    /// LSN just after the record.
+    pub end: Lsn,
+    /// The record's payload: one event per line, each `a` or `c` then its
+    /// JSON (see [`Batch::decode`]).
+    pub payload: Vec<u8>,
 }
 
 impl Reader {
@@ -63,6 +78,28 @@ impl Reader {
     /// The next durable record at or after the reader's place, waiting up
     /// to `wait` for one to be fsynced.
     pub fn next(&mut self, wait: Duration) -> Result<Read, WalError> {
+        Ok(match self.next_record(wait)? {
+            Read::Record((raw, path, offset)) => Read::Record(Durable {
+                start: raw.start,
+                end: raw.end,
+                batch: Batch::decode(raw.payload, &path, offset),
+            }),
+            Read::Idle => Read::Idle,
+            Read::Closed => Read::Closed,
+        })
+    }
+
+    /// As [`Reader::next`], without decoding the events.
+    pub fn next_raw(&mut self, wait: Duration) -> Result<Read<Raw>, WalError> {
+        Ok(match self.next_record(wait)? {
+            Read::Record((raw, _, _)) => Read::Record(raw),
+            Read::Idle => Read::Idle,
+            Read::Closed => Read::Closed,
+        })
+    }
+
+    /// The next record, with the segment and offset it was read at.
+    fn next_record(&mut self, wait: Duration) -> Result<Read<(Raw, PathBuf, usize)>, WalError> {
         if self.next >= self.shared.end() && !self.shared.wait_past(self.next, wait) {
             return Ok(if self.shared.is_closed() {
                 Read::Closed
@@ -87,13 +124,13 @@ impl Reader {
                     let rec_start = self.next;
                     let rec_end = Lsn(rec_start.0 + (HEADER_LEN + payload.len()) as u64);
                     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-                    let batch = Batch::decode(payload, path, offset);
                     self.next = rec_end;
-                    return Ok(Read::Record(Durable {
+                    let raw = Raw {
                         start: rec_start,
                         end: rec_end,
-                        batch,
-                    }));
+                        payload,
+                    };
+                    return Ok(Read::Record((raw, path.clone(), offset)));
                 }
                 // The end of this segment: on to the next one.
                 Ok(None) => {

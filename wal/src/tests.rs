@@ -407,6 +407,32 @@ fn a_reader_reads_every_durable_record_across_segments_then_waits_for_more() {
 }
 
 #[test]
+fn a_raw_reader_returns_each_record_as_logged_without_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Consumer::new("outbox", Lsn(0));
+    let o = open_with(dir.path(), vec![Consumer::new("index", Lsn(0)), outbox.clone()], 300);
+    let ends: Vec<u64> = (0..12).map(|n| append(&o.wal, n)).collect();
+    let mut decoded = o.wal.reader(&outbox);
+    let mut raw = o.wal.reader(&outbox);
+    for end in ends {
+        let Read::Record(d) = decoded.next(std::time::Duration::from_millis(10)).unwrap() else {
+            panic!("record {end} not read decoded")
+        };
+        let Read::Record(r) = raw.next_raw(std::time::Duration::from_millis(10)).unwrap() else {
+            panic!("record {end} not read raw")
+        };
+        assert_eq!((r.start, r.end), (d.start, d.end));
+        assert_eq!(r.end.0, end);
+        assert_eq!(r.payload, d.batch.payload());
+    }
+    assert!(matches!(
+        raw.next_raw(std::time::Duration::from_millis(10)).unwrap(),
+        Read::Idle
+    ));
+    o.wal.close();
+}
+
+#[test]
 fn the_channel_replays_from_the_first_consumer_and_a_reader_from_its_own_position() {
     let dir = tempfile::tempdir().unwrap();
     let o = open(dir.path(), 0, 200);
