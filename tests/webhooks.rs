@@ -346,6 +346,28 @@ fn alerts_reach_receivers_signed_in_each_format_and_the_official_library_verifie
     assert!(m.contains("tripline_webhook_outbox_depth"), "{m}");
     assert!(m.contains("tripline_webhook_delivery_latency_seconds_count"), "{m}");
 
+    // A rotation: both signatures are sent during the overlap, so the
+    // receiver verifies with the old secret, then with the new one.
+    let (status, rotated) = call(&d, "POST", "/api/v1/webhooks/am/rotate-secret", None);
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, am_secret);
+    for secret in [&am_secret, &new_secret] {
+        rx.secret("am", secret);
+        let before = rx.on("am").len();
+        let (status, test) = call(&d, "POST", "/api/v1/webhooks/am/test", None);
+        assert_eq!((status, &test["status"]), (200, &json!(200)), "{test}");
+        let r = rx.on("am")[before].clone();
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(
+            r["headers"]["webhook-signature"].as_str().unwrap().split(' ').count(),
+            2
+        );
+    }
+    let (_, view) = call(&d, "GET", "/api/v1/webhooks/am", None);
+    assert_eq!(view["rotating"], true);
+    assert!(!view.to_string().contains(&new_secret));
+
     // Deleting an API webhook takes its log with it.
     let (status, _) = call(&d, "DELETE", "/api/v1/webhooks/slack", None);
     assert_eq!(status, 204);
@@ -565,6 +587,26 @@ fn webhook_urls_to_loopback_in_every_form_are_refused_without_an_allow_list() {
             .unwrap()
             .contains("refused by the egress guard"));
     }
+    // A replay through the API tries again, with the same id, and is
+    // refused again.
+    let failed = deliveries(&d, "decimal", "?status=failed");
+    let alert = failed.iter().find(|l| l["event_type"] == "alert.created").unwrap();
+    let id = alert["id"].as_str().unwrap();
+    let (status, replay) = call(
+        &d,
+        "POST",
+        &format!("/api/v1/webhooks/decimal/deliveries/{id}/retry"),
+        None,
+    );
+    assert_eq!(status, 202, "{replay}");
+    assert_eq!(replay["status"], "pending");
+    wait_until("the replay was tried", || {
+        deliveries(&d, "decimal", "?status=failed")
+            .iter()
+            .any(|l| l["id"] == id && l["attempt_count"] == 2)
+    });
+    let (status, _) = call(&d, "POST", "/api/v1/webhooks/decimal/deliveries/msg_nope/retry", None);
+    assert_eq!(status, 404);
     assert!(
         rx.received().is_empty(),
         "a refused target was reached: {:?}",

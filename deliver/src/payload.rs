@@ -80,7 +80,7 @@ fn alertmanager(subject: &Subject, webhook_id: &str, base_url: &str) -> Value {
                 schemas::time::format(a.first_time),
                 ends,
                 link(base_url, &a.id),
-                a.id.replace('-', "")[..16].to_string(),
+                a.id.chars().filter(|c| *c != '-').take(16).collect(),
             )
         }
         Subject::Test => (
@@ -165,4 +165,78 @@ fn slack(kind: EventType, subject: &Subject, base_url: &str) -> Value {
         "text": text,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(status: Status) -> Alert {
+        Alert {
+            id: "0123abcd-0000-0000-0000-000000000000".into(),
+            rule_id: "r-1".into(),
+            rule_title: "Root <login> & more".into(),
+            level: "high".into(),
+            tags: vec!["attack.t1078".into()],
+            group_by: vec!["source.ip".into(), "http.response.status_code".into()],
+            group: vec![json!("10.0.0.1"), json!(403)],
+            group_key: "source.ip=10.0.0.1,http.response.status_code=403".into(),
+            first_time: time::OffsetDateTime::UNIX_EPOCH,
+            last_time: time::OffsetDateTime::UNIX_EPOCH,
+            count: 2,
+            event_ids: vec![],
+            matched: Default::default(),
+            status,
+            comment: Some("done".into()),
+            updated_by: Some("analyst".into()),
+            updated_at: Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1)),
+        }
+    }
+
+    fn body(format: Format, kind: EventType, a: &Alert) -> Value {
+        let bytes = render(
+            format,
+            kind,
+            &Subject::Alert(a),
+            "hook",
+            "2026-12-02T00:00:00Z",
+            "http://t:7490/",
+        );
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[test]
+    fn alertmanager_bodies_have_string_labels_and_resolve_when_closed() {
+        let open = body(Format::Alertmanager, EventType::Created, &alert(Status::Open));
+        assert_eq!(open["version"], "4");
+        assert_eq!(open["status"], "firing");
+        let a = &open["alerts"][0];
+        assert_eq!(a["labels"]["http_response_status_code"], "403");
+        assert_eq!(a["labels"]["source_ip"], "10.0.0.1");
+        assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(
+            a["generatorURL"],
+            "http://t:7490/api/v1/alerts/0123abcd-0000-0000-0000-000000000000"
+        );
+        assert_eq!(a["fingerprint"], "0123abcd00000000");
+        let closed = body(Format::Alertmanager, EventType::Updated, &alert(Status::Closed));
+        assert_eq!(closed["status"], "resolved");
+        assert_eq!(closed["alerts"][0]["endsAt"], "1970-01-01T01:00:00Z");
+    }
+
+    #[test]
+    fn slack_text_escapes_what_mrkdwn_reads() {
+        let b = body(Format::Slack, EventType::Updated, &alert(Status::Acknowledged));
+        let text = b["text"].as_str().expect("text");
+        assert!(text.contains("Root &lt;login&gt; &amp; more"), "{text}");
+        assert!(text.contains("alert acknowledged"), "{text}");
+        assert_eq!(b["blocks"][0]["text"]["type"], "mrkdwn");
+    }
+
+    #[test]
+    fn tripline_bodies_carry_the_type_and_the_alert() {
+        let b = body(Format::Tripline, EventType::Created, &alert(Status::Open));
+        assert_eq!(b["type"], "alert.created");
+        assert_eq!(b["data"]["rule_id"], "r-1");
+    }
 }

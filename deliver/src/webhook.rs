@@ -338,3 +338,114 @@ impl Selector {
         self.query.as_ref().is_none_or(|q| q.matches(event))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> Result<WebhookSpec, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn webhook_definitions_are_checked_before_anything_is_sent() {
+        let catalog = Catalog::builtin();
+        let cases = [
+            (json!({"id": "ok", "url": "https://h.example/x"}), None),
+            (
+                json!({"id": "ok", "url": "http://h.example/x", "allow_http": true}),
+                None,
+            ),
+            (
+                json!({"id": "ok", "url": "http://h.example/x"}),
+                Some("https is required"),
+            ),
+            (
+                json!({"id": "bad id", "url": "https://h.example/x"}),
+                Some("the id must be"),
+            ),
+            (json!({"id": "ok", "url": "ftp://h.example/x"}), Some("scheme ftp")),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "secret": "nope"}),
+                Some("whsec_"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "min_level": "severe"}),
+                Some("min_level"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "events": []}),
+                Some("events"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "events": ["webhook.test"]}),
+                Some("test endpoint"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "query": "a:("}),
+                Some("query"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "headers": {"webhook-id": "x"}}),
+                Some("set by Tripline"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "headers": {"bad header": "x"}}),
+                Some("not a valid name"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "timeout_secs": 0}),
+                Some("timeout_secs"),
+            ),
+            (
+                json!({"id": "ok", "url": "https://h.example/x", "max_in_flight": 1000}),
+                Some("max_in_flight"),
+            ),
+        ];
+        for (v, want) in cases {
+            let s = spec(v.clone()).expect("parses");
+            match (s.validate(&catalog), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(w)) => assert!(e.to_string().contains(w), "{v}: {e}"),
+                (got, want) => panic!("{v}: got {:?}, want {want:?}", got.map(|_| ())),
+            }
+        }
+        assert!(spec(json!({"id": "ok", "url": "https://h.example/x", "colour": "red"})).is_err());
+    }
+
+    #[test]
+    fn a_selector_takes_level_rules_tags_and_query_together() {
+        let alert = |level: &str, tags: &[&str]| Alert {
+            id: "a".into(),
+            rule_id: "r-1".into(),
+            rule_title: "Root login".into(),
+            level: level.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            group_by: vec!["user.name".into()],
+            group: vec![json!("root")],
+            group_key: "user.name=root".into(),
+            first_time: time::OffsetDateTime::UNIX_EPOCH,
+            last_time: time::OffsetDateTime::UNIX_EPOCH,
+            count: 1,
+            event_ids: vec![],
+            matched: Default::default(),
+            status: detect::Status::Open,
+            comment: None,
+            updated_by: None,
+            updated_at: None,
+        };
+        let s: WebhookSpec = spec(json!({"id": "w", "url": "https://h.example/", "min_level": "high",
+            "rules": ["Root Login"], "tags": ["attack.T1078"], "query": "alert.group_key:*root"}))
+        .expect("parses");
+        let sel = s.validate(&Catalog::builtin()).expect("valid");
+        let wants = |a: &Alert, kind| sel.wants(kind, a, &a.to_event());
+        assert!(wants(&alert("critical", &["attack.t1078"]), EventType::Created));
+        assert!(!wants(&alert("critical", &["attack.t1078"]), EventType::Updated));
+        assert!(!wants(&alert("medium", &["attack.t1078"]), EventType::Created));
+        assert!(!wants(&alert("high", &["attack.t1110"]), EventType::Created));
+        let mut other = alert("high", &["attack.t1078"]);
+        other.group_key = "user.name=alice".into();
+        assert!(!wants(&other, EventType::Created));
+    }
+}
