@@ -14,20 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-const FAILED_LOGIN: &str = r#"
-title: Failed login
-id: 22222222-0000-0000-0000-000000000001
-status: test
-level: high
-tags: [attack.credential-access, attack.t1110]
-logsource: {product: test}
-suppression: {group_by: [source.ip], duration: 10m}
-detection:
-    sel:
-        event.outcome: failure
-    condition: sel
-"#;
-
 fn config(rules: &Path, extra: &str) -> String {
     format!(
         "{FAST_COMMITS}\n[detect]\nrules_dir = \"{}\"\nreload_interval_secs = 0\n{extra}",
@@ -86,7 +72,7 @@ fn alerts_from_live_events_are_listed_shown_triaged_and_rules_reload() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("failed_login.yml"), FAILED_LOGIN).unwrap();
+    std::fs::write(rules.join("failed_login.yml"), failed_login_rule("10m")).unwrap();
     let d = Daemon::start(&dir.path().join("data"), &config(&rules, ""));
 
     let body = [
@@ -459,7 +445,7 @@ fn a_hunt_finds_in_history_what_the_rule_matches() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("failed_login.yml"), FAILED_LOGIN).unwrap();
+    std::fs::write(rules.join("failed_login.yml"), failed_login_rule("10m")).unwrap();
     let d = Daemon::start(&dir.path().join("data"), &config(&rules, ""));
     // History: three days ago, before anyone thought of the rule... and
     // events the candidates query finds that the rule does not match.
@@ -545,7 +531,7 @@ fn a_hunt_finds_in_history_what_the_rule_matches() {
     let file = format!(
         "{}---\ntitle: Guessing\nid: 22222222-0000-0000-0000-0000000000c9\ncorrelation:\n    type: event_count\n    \
          rules: [22222222-0000-0000-0000-000000000001]\n    group-by: [user.name]\n    timespan: 6h\n    condition: {{gte: 3}}\n",
-        FAILED_LOGIN
+        failed_login_rule("10m")
     );
     let hunt = post_hunt(&d, "/api/v1/hunt", json!({"rule": file, "start": "-7d"}));
     let fired = hunt["correlations"].as_array().unwrap();
@@ -554,7 +540,7 @@ fn a_hunt_finds_in_history_what_the_rule_matches() {
     assert_eq!(fired[0]["event_ids"].as_array().unwrap().len(), 3);
     // The CLI pages through the same API.
     let rule_file = dir.path().join("guessing.yml");
-    std::fs::write(&rule_file, FAILED_LOGIN).unwrap();
+    std::fs::write(&rule_file, failed_login_rule("10m")).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tripline"))
         .args([
             "rules", "hunt", "--server", &d.base, "--token", ADMIN, "--start", "-7d", "--limit", "3",
@@ -589,7 +575,7 @@ fn a_changed_rules_directory_is_reloaded_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("failed_login.yml"), FAILED_LOGIN).unwrap();
+    std::fs::write(rules.join("failed_login.yml"), failed_login_rule("10m")).unwrap();
     let config = format!(
         "{FAST_COMMITS}\n[detect]\nrules_dir = \"{}\"\nreload_interval_secs = 1\n",
         rules.display()

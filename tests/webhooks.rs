@@ -16,20 +16,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-const FAILED_LOGIN: &str = r#"
-title: Failed login
-id: 22222222-0000-0000-0000-000000000001
-status: test
-level: high
-tags: [attack.credential-access, attack.t1110]
-logsource: {product: test}
-suppression: {group_by: [source.ip], duration: 1h}
-detection:
-    sel:
-        event.outcome: failure
-    condition: sel
-"#;
-
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A running `webhook_receiver.py`.
@@ -159,7 +145,7 @@ fn send_failures(d: &Daemon, ips: &[&str]) {
 fn rules_dir(dir: &Path) -> PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("failed_login.yml"), FAILED_LOGIN).unwrap();
+    std::fs::write(rules.join("failed_login.yml"), failed_login_rule("1h")).unwrap();
     rules
 }
 

@@ -206,3 +206,23 @@ pub fn days_ago(n: i64, hour: u8) -> String {
 }
 
 pub const FAST_COMMITS: &str = "[index]\ncommit_interval_ms = 100\n";
+
+/// A Sigma rule alerting on every failed login (`event.outcome: failure`),
+/// one alert per source address within `suppression`.
+pub fn failed_login_rule(suppression: &str) -> String {
+    format!(
+        r#"
+title: Failed login
+id: 22222222-0000-0000-0000-000000000001
+status: test
+level: high
+tags: [attack.credential-access, attack.t1110]
+logsource: {{product: test}}
+suppression: {{group_by: [source.ip], duration: {suppression}}}
+detection:
+    sel:
+        event.outcome: failure
+    condition: sel
+"#
+    )
+}

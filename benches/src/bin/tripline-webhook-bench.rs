@@ -164,14 +164,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let token = "bench-admin-token-0123456789abcdef";
     let mut child = Command::new(&args.tripline)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--syslog-listen",
-            "off",
-            "--data-dir",
-        ])
+        .args(bench::daemon::SERVE_ON_PORT_0)
         .arg(work.path().join("data"))
         .arg("--config")
         .arg(&config)
