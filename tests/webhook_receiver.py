@@ -170,6 +170,8 @@ def main():
                 with open(args.log, "a") as f:
                     f.write(json.dumps(entry) + "\n")
             self.send_response(status)
+            if 300 <= status < 400:
+                extra["Location"] = "http://127.0.0.1:9/elsewhere"
             for k, v in extra.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", "2")

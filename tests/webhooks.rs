@@ -354,6 +354,13 @@ fn alerts_reach_receivers_signed_in_each_format_and_the_official_library_verifie
     assert_eq!(view["rotating"], true);
     assert!(!view.to_string().contains(&new_secret));
 
+    let (_, ready) = call(&d, "GET", "/readyz", None);
+    assert_eq!(
+        (&ready["detect"], &ready["webhooks"]),
+        (&json!("ok"), &json!("ok")),
+        "{ready}"
+    );
+
     // Deleting an API webhook takes its log with it.
     let (status, _) = call(&d, "DELETE", "/api/v1/webhooks/slack", None);
     assert_eq!(status, 204);
@@ -378,7 +385,8 @@ fn a_receiver_down_then_up_gets_everything_retry_after_is_honoured_and_a_stuck_o
     );
     let stuck = Receiver::start(&stuck_dir, 0, &["--delay", "60"]);
     let gone = Receiver::start(&gone_dir, 0, &["--status", "410"]);
-    for r in [&limited, &stuck, &gone] {
+    let moved = Receiver::start(&dir.path().join("moved"), 0, &["--status", "302"]);
+    for r in [&limited, &stuck, &gone, &moved] {
         r.secret("hook", SECRET);
     }
     let hook = |id: &str, url: String, extra: &str| {
@@ -390,7 +398,7 @@ fn a_receiver_down_then_up_gets_everything_retry_after_is_honoured_and_a_stuck_o
         hook("limited", limited.url("hook"), "max_in_flight = 1"),
         hook("stuck", stuck.url("hook"), "timeout_secs = 120\nmax_in_flight = 1"),
         hook("gone", gone.url("hook"), "max_in_flight = 1"),
-    );
+    ) + &hook("moved", moved.url("hook"), "max_in_flight = 1");
     let d = Daemon::start(&dir.path().join("data"), &config(&rules_dir(dir.path()), &extra));
     send_failures(&d, &["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
 
@@ -456,6 +464,18 @@ fn a_receiver_down_then_up_gets_everything_retry_after_is_honoured_and_a_stuck_o
         2,
         "the rest wait for the webhook"
     );
+
+    // A redirect is not followed: a client error, failed after the
+    // configured tries (3), never sent to the Location.
+    wait_until("the redirected deliveries failed", || {
+        deliveries(&d, "moved", "?status=failed").len() == 3
+    });
+    for l in deliveries(&d, "moved", "") {
+        assert_eq!(l["attempt_count"], 3, "{l}");
+        let e = l["attempts"][2]["error"].as_str().unwrap();
+        assert!(e.contains("302") && e.contains("redirects are not followed"), "{e}");
+    }
+    assert_eq!(moved.received().len(), 9);
 }
 
 /// SIGKILL while deliveries wait in the outbox, four times: every alert is

@@ -185,6 +185,8 @@ struct Inner {
     runtime: OnceLock<(tokio::runtime::Handle, CancellationToken)>,
     stop: AtomicBool,
     consumer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Why the queueing thread stopped for good, if it did.
+    failure: Mutex<Option<String>>,
 }
 
 /// The outbox; cheap to clone.
@@ -310,6 +312,7 @@ impl Outbox {
             runtime: OnceLock::new(),
             stop: AtomicBool::new(false),
             consumer_thread: Mutex::new(None),
+            failure: Mutex::new(None),
         };
         for w in inner.store.webhooks()? {
             let selector = w.spec.validate(&inner.catalog)?;
@@ -385,6 +388,7 @@ impl Outbox {
             .spawn(move || {
                 if let Err(e) = inner.consume(&wal, &consumer) {
                     tracing::error!(error = %e, "webhook outbox stopped reading the write-ahead log");
+                    *inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 }
             })
             .map_err(|e| DeliverError::Internal(format!("outbox thread: {e}")))?;
@@ -409,6 +413,12 @@ impl Outbox {
                 tracing::error!("webhook outbox thread panicked");
             }
         }
+    }
+
+    /// Why the outbox stopped queueing deliveries for good, if it did
+    /// (the log says more; alerts wait in the WAL until a restart).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Every webhook, as the API shows it.

@@ -251,6 +251,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "wal": wal.map_or_else(|| "ok".to_string(), |_| "failed: writes are refused until restart".to_string()),
         "index": index.map_or_else(|| "ok".to_string(), |_| "failed: indexing stopped, see the log".to_string()),
         "wal_damage": damage,
+        // Later stages: a failure holds their WAL position, so ingest
+        // slows (429) once they are `max_unindexed_bytes` behind.
+        "detect": match state.detection.get() {
+            None => "off",
+            Some(d) if d.detector.failure().is_some() => "failed: see the log",
+            Some(_) => "ok",
+        },
+        "webhooks": match &state.outbox {
+            Some(o) if o.failure().is_some() => "failed: see the log",
+            _ => "ok",
+        },
     });
     let status = if ready {
         StatusCode::OK
