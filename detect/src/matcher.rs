@@ -56,6 +56,13 @@ pub struct TextMatch {
     /// Its literal's number in a rule set's keyword automaton, when it is
     /// a case-insensitive keyword looked for anywhere.
     pub(crate) literal_id: Option<usize>,
+    /// For a wildcard pattern: its longest ASCII literal piece, lowercased,
+    /// which any value it matches contains (lowercased); and that
+    /// literal's number in the rule set's automaton. When the automaton
+    /// found the literal nowhere in the event, the pattern's regex is not
+    /// run.
+    required: Option<String>,
+    pub(crate) required_id: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,23 +151,52 @@ impl TextMatch {
             [Piece::Any, Piece::Lit(s), Piece::Any] => TextKind::Contains(fold(s)),
             [Piece::Any] | [Piece::Any, Piece::Any] => TextKind::Prefix(String::new()),
             _ => {
-                let mut re = String::from("(?s)^");
-                for p in pieces {
+                // A leading or trailing `*` is left out rather than written
+                // `^.*` / `.*$`: an unanchored search means the same for a
+                // yes/no answer, and lets the regex engine skip to its first
+                // literal with a substring search instead of running its
+                // automaton over every byte of every value.
+                let start = usize::from(matches!(pieces.first(), Some(Piece::Any)));
+                let end = pieces.len() - usize::from(matches!(pieces.last(), Some(Piece::Any)));
+                let mut re = String::from("(?s)");
+                if start == 0 {
+                    re.push('^');
+                }
+                for p in &pieces[start..end.max(start)] {
                     match p {
                         Piece::Lit(s) => re.push_str(&regex::escape(&fold(s))),
                         Piece::Any => re.push_str(".*"),
                         Piece::One => re.push('.'),
                     }
                 }
-                re.push('$');
+                if end == pieces.len() {
+                    re.push('$');
+                }
                 TextKind::Glob(Regex::new(&re).expect("an escaped literal with .* and . is a valid regex"))
             }
+        };
+        let required = match kind {
+            TextKind::Glob(_) => pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Lit(s) if s.is_ascii() => Some(s.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .max_by_key(String::len),
+            _ => None,
         };
         TextMatch {
             cased,
             kind,
             literal_id: None,
+            required,
+            required_id: None,
         }
+    }
+
+    /// The literal every value this wildcard pattern matches contains.
+    pub(crate) fn required_literal(&self) -> Option<&str> {
+        self.required.as_deref()
     }
 
     /// The literal a case-insensitive `*literal*` looks for.
@@ -264,7 +300,16 @@ impl<'e> Subject<'e> {
                 return found.get(id).copied().unwrap_or(false);
             }
         }
-        self.fields.values().any(|f| m.is_match(f))
+        self.may_match(m) && self.fields.values().any(|f| m.is_match(f))
+    }
+
+    /// False when `m` cannot match any value of this event: its required
+    /// literal is nowhere in it (known from the keyword automaton's pass).
+    pub fn may_match(&self, m: &Matcher) -> bool {
+        match (m, &self.found) {
+            (Matcher::Text(t), Some(found)) => t.required_id.is_none_or(|id| found.get(id).copied().unwrap_or(true)),
+            _ => true,
+        }
     }
 }
 

@@ -229,6 +229,32 @@ impl Rule {
             .collect()
     }
 
+    /// Every text test of the rule's own selections (not its filters').
+    fn for_each_text_mut(&mut self, f: &mut dyn FnMut(&mut crate::matcher::TextMatch)) {
+        for sel in self.selections.values_mut() {
+            match sel {
+                Selection::Keywords { matchers, .. } => {
+                    for m in matchers {
+                        if let Matcher::Text(t) = m {
+                            f(t);
+                        }
+                    }
+                }
+                Selection::Maps(maps) => {
+                    for test in maps.iter_mut().flatten() {
+                        if let Test::Values { groups, .. } = &mut test.test {
+                            for m in groups.iter_mut().flatten() {
+                                if let Matcher::Text(t) = m {
+                                    f(t);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Ids of the filters applied to the rule.
     pub fn filter_ids(&self) -> Vec<&str> {
         self.filters.iter().map(|f| f.id.as_str()).collect()
@@ -431,7 +457,7 @@ impl FieldTest {
             Test::Null => value.is_none_or(|f| f.raw.is_null()),
             Test::Exists(want) => value.is_some() == *want,
             Test::Values { all, negate, groups } => {
-                let group = |g: &Vec<Matcher>, v: &Field<'_>| g.iter().any(|m| m.is_match(v));
+                let group = |g: &Vec<Matcher>, v: &Field<'_>| g.iter().any(|m| event.may_match(m) && m.is_match(v));
                 let hit = match value {
                     None => false,
                     Some(v) if *all => groups.iter().all(|g| group(g, v)),
@@ -1351,21 +1377,37 @@ impl RuleSet {
                 }
             }
         }
+        // Wildcard patterns anywhere: the literal each needs joins the same
+        // automaton, so one pass over the event rules most of them out.
+        for r in &mut rules {
+            r.for_each_text_mut(&mut |t| {
+                if let Some(lit) = t.required_literal().map(str::to_string) {
+                    let next = literals.len();
+                    let id = *ids.entry(lit.clone()).or_insert_with(|| {
+                        literals.push(lit);
+                        next
+                    });
+                    t.required_id = Some(id);
+                }
+            });
+        }
         let keywords = (!literals.is_empty())
-            .then(|| aho_corasick::AhoCorasick::new(&literals).ok())
+            .then(|| {
+                // A DFA: the fastest overlapping search, for a one-time build.
+                aho_corasick::AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(&literals)
+                    .ok()
+            })
             .flatten();
         if keywords.is_none() {
-            // Without the automaton every keyword is scanned for.
+            // Without the automaton every keyword is scanned for and every
+            // pattern run.
             for r in &mut rules {
-                for sel in r.selections.values_mut() {
-                    if let Selection::Keywords { matchers, .. } = sel {
-                        for m in matchers {
-                            if let Matcher::Text(t) = m {
-                                t.literal_id = None;
-                            }
-                        }
-                    }
-                }
+                r.for_each_text_mut(&mut |t| {
+                    t.literal_id = None;
+                    t.required_id = None;
+                });
             }
         }
         let mut always = Vec::new();

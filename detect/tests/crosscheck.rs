@@ -357,4 +357,16 @@ fn tripline_and_sigma_rust_agree_rule_by_rule() {
         differ.len(),
         differ.join("\n")
     );
+    // The rule set's shared prefilters (field presence, one automaton pass
+    // for keyword and wildcard literals) decide as each rule alone does.
+    let set = detect::rule::RuleSet::new(both.iter().map(|b| b.ours.clone()).collect());
+    for (i, e) in ours_events.iter().enumerate() {
+        let from_set: BTreeSet<&str> = set.matching(e).map(|r| r.id.as_str()).collect();
+        let alone: BTreeSet<&str> = both
+            .iter()
+            .filter(|b| b.ours.matches(e))
+            .map(|b| b.id.as_str())
+            .collect();
+        assert_eq!(from_set, alone, "event {i}: {}", events[i]);
+    }
 }
