@@ -19,7 +19,7 @@
 use std::time::Instant;
 
 use detect::correlation::{Caps, Dropped, Windows};
-use detect::matcher::TextNeed;
+use detect::matcher::{Cmp, TextNeed};
 use detect::rule::{Hit, Need, Rule, RuleSet};
 use query::lang::{Expr, Value as QValue};
 use query::{Cursor, QueryError, Search};
@@ -126,7 +126,86 @@ fn translate(need: &Need, catalog: &schemas::Catalog) -> Option<Expr> {
                     .collect(),
             ))
         }
+        Need::Number { fields, cmp, value } => {
+            let mut parts = Vec::new();
+            for f in fields {
+                let ty = catalog.get(f).map(|d| d.ty)?;
+                let range = Expr::Clause {
+                    field: Some(f.clone()),
+                    value: number_range(ty, *cmp, *value)?,
+                };
+                // A double field holds every value the matcher reads as a
+                // number (both parse the same way); an integer field not
+                // those with a fraction or an exponent ("4.5", "5e2"),
+                // which indexing keeps outside it: such an event stays a
+                // candidate. (Left out: an array mixing integers with such
+                // values, whose integers alone are in the field.)
+                parts.push(match ty {
+                    schemas::FieldType::Long => Expr::Or(vec![range, Expr::Not(Box::new(exists(f)))]),
+                    _ => range,
+                });
+            }
+            (!parts.is_empty()).then_some(Expr::Or(parts))
+        }
+        Need::Network { fields, net } => {
+            let mut parts = Vec::new();
+            for f in fields {
+                if catalog.get(f).map(|d| d.ty) != Some(schemas::FieldType::Ip) {
+                    return None;
+                }
+                // Indexing and the matcher read an address the same way
+                // (trimmed, parsed), so the IP field holds every address
+                // the matcher could test.
+                parts.push(Expr::Clause {
+                    field: Some(f.clone()),
+                    value: QValue::Word(query::lang::Word {
+                        text: net.to_string(),
+                        pattern: None,
+                    }),
+                });
+            }
+            (!parts.is_empty()).then_some(Expr::Or(parts))
+        }
     }
+}
+
+/// A numeric comparison as an index range on a number field; `None` where
+/// the field is not a number or the bound has no exact form in it (an
+/// equality with a fraction on an integer field).
+fn number_range(ty: schemas::FieldType, cmp: Cmp, value: f64) -> Option<QValue> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    if !value.is_finite() {
+        return None;
+    }
+    let (lower, upper) = match ty {
+        schemas::FieldType::Double => {
+            let v = value.to_string();
+            match cmp {
+                Cmp::Eq => (Included(v.clone()), Included(v)),
+                Cmp::Lt => (Unbounded, Excluded(v)),
+                Cmp::Lte => (Unbounded, Included(v)),
+                Cmp::Gt => (Excluded(v), Unbounded),
+                Cmp::Gte => (Included(v), Unbounded),
+            }
+        }
+        schemas::FieldType::Long => {
+            // Integers compared with a real bound: x > 2.5 is x >= 3.
+            let int = |f: f64| (f.abs() < 9.0e18).then(|| format!("{}", f as i64));
+            match cmp {
+                Cmp::Eq if value.fract() != 0.0 => return None,
+                Cmp::Eq => {
+                    let v = int(value)?;
+                    (Included(v.clone()), Included(v))
+                }
+                Cmp::Lt if value.fract() == 0.0 => (Unbounded, Excluded(int(value)?)),
+                Cmp::Lt | Cmp::Lte => (Unbounded, Included(int(value.floor())?)),
+                Cmp::Gt if value.fract() == 0.0 => (Excluded(int(value)?), Unbounded),
+                Cmp::Gt | Cmp::Gte => (Included(int(value.ceil())?), Unbounded),
+            }
+        }
+        _ => return None,
+    };
+    Some(QValue::Range { lower, upper })
 }
 
 /// The index query a rule's candidates satisfy: never stricter than the
@@ -394,7 +473,7 @@ mod tests {
 
     /// What is translated, and what is left to the matcher.
     #[test]
-    fn only_plain_text_tests_on_keyword_fields_constrain_the_candidates() {
+    fn text_numbers_and_networks_on_typed_fields_constrain_the_candidates() {
         let cases = [
             // A contains on a keyword field; an IP (not a keyword field)
             // dropped; a `not` says nothing.
@@ -412,6 +491,25 @@ mod tests {
             ("  a:\n    user.name|re: ^adm\n  condition: a\n", ""),
             ("  a:\n    user.name|cased: Admin\n  condition: a\n", ""),
             ("  a:\n    user.name: ad*min\n  condition: a\n", ""),
+            // Numbers as ranges on number fields (integers: a real bound
+            // rounded inward; an equality with a fraction says nothing),
+            // CIDR on IP fields; an event whose value did not index as
+            // an integer stays a candidate.
+            (
+                "  a:\n    http.response.status_code|gte: 500\n  condition: a\n",
+                r#"((http.response.status_code:Range { lower: Included("500"), upper: Unbounded } OR NOT http.response.status_code:*))"#,
+            ),
+            (
+                "  a:\n    http.response.status_code|lt: 399.5\n  condition: a\n",
+                r#"((http.response.status_code:Range { lower: Unbounded, upper: Included("399") } OR NOT http.response.status_code:*))"#,
+            ),
+            ("  a:\n    http.response.status_code|gt: 1e300\n  condition: a\n", ""),
+            (
+                "  a:\n    source.ip|cidr: 10.0.0.0/8\n  condition: a\n",
+                r#"(source.ip:Word(Word { text: "10.0.0.0/8", pattern: None }))"#,
+            ),
+            ("  a:\n    user.name|cidr: 10.0.0.0/8\n  condition: a\n", ""),
+            ("  a:\n    user.name|gt: 3\n  condition: a\n", ""),
         ];
         for (detection, want) in cases {
             let r = rule(detection);

@@ -519,6 +519,53 @@ fn a_hunt_finds_in_history_what_the_rule_matches() {
         }
     }
     assert_eq!(seen, [4, 3, 1, 0]);
+    // Numeric comparisons and networks narrow the candidates in the index
+    // too; a status that did not index as an integer ("5e2") is still
+    // examined, and matched.
+    let mut web = String::new();
+    for (i, (ip, status)) in [
+        ("10.1.1.1", json!(503)),
+        ("192.168.1.1", json!(503)),
+        ("10.2.2.2", json!(200)),
+        ("10.3.3.3", json!("5e2")),
+    ]
+    .iter()
+    .enumerate()
+    {
+        web.push_str(&format!(
+            "{}\n",
+            json!({"@timestamp": days_ago(3, 2 + i as u8), "source": {"ip": ip},
+                   "http": {"response": {"status_code": status}}})
+        ));
+    }
+    let (status, report) = ingest(&d.base, "web", Some(ADMIN), web.as_bytes(), None).unwrap();
+    assert_eq!(status, 200, "{report}");
+    wait_committed(&d.base);
+    let rule = [
+        "title: Server errors from inside",
+        "id: 33333333-0000-0000-0000-000000000001",
+        "logsource: {product: test}",
+        "detection:",
+        "    sel:",
+        "        source.ip|cidr: 10.0.0.0/8",
+        "        http.response.status_code|gte: 500",
+        "    condition: sel",
+    ]
+    .join("\n");
+    let hunt = post_hunt(&d, "/api/v1/hunt", json!({"rule": rule, "start": "-7d"}));
+    let ips: Vec<&str> = hunt["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["source.ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["10.3.3.3", "10.1.1.1"], "{hunt:#}");
+    assert_eq!(hunt["scanned"], 2, "{hunt:#}");
+    // A rule file that is not YAML is a 400 at once (it used to hang the
+    // request while the parser repeated its error).
+    let broken = "title: t\ndetection:\n    sel:\n        a: 1\nb|gte: 500\n    condition: sel\n";
+    let (status, body) = post(&d, "/api/v1/hunt", ADMIN, json!({"rule": broken, "start": "-7d"}));
+    assert_eq!(status, 400, "{body}");
     // Out of the range: nothing.
     let none = post_hunt(
         &d,

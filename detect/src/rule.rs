@@ -20,8 +20,9 @@ use crate::DetectError;
 const MAX_WINDASH_VARIANTS: usize = 1024;
 
 /// What an event must satisfy for a rule to match, as far as its plain
-/// text tests say: never stricter than the rule (anything not a plain,
-/// positive, case-insensitive text test is `Any`). For retro-hunts.
+/// tests say (case-insensitive text without inner wildcards, numeric
+/// comparisons, networks): never stricter than the rule (anything else,
+/// and anything under `not`, is `Any`). For retro-hunts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Need {
     /// No constraint known.
@@ -34,6 +35,18 @@ pub enum Need {
         fields: Vec<String>,
         how: crate::matcher::TextNeed,
         value: String,
+    },
+    /// One of `fields` holds a number comparing so with `value` (`lt`,
+    /// `lte`, `gt`, `gte`).
+    Number {
+        fields: Vec<String>,
+        cmp: crate::matcher::Cmp,
+        value: f64,
+    },
+    /// One of `fields` holds an address in `net` (`cidr`).
+    Network {
+        fields: Vec<String>,
+        net: ipnet::IpNet,
     },
 }
 
@@ -188,6 +201,15 @@ impl FieldTest {
                                 how,
                                 value: value.to_string(),
                             }),
+                            Matcher::Number(cmp, value) => Need::Number {
+                                fields: self.field.clone(),
+                                cmp: *cmp,
+                                value: *value,
+                            },
+                            Matcher::Cidr(net) => Need::Network {
+                                fields: self.field.clone(),
+                                net: *net,
+                            },
                             _ => Need::Any,
                         })
                         .collect(),
@@ -526,16 +548,32 @@ pub fn parse_file(text: &str, origin: &str) -> Vec<Result<Document, DetectError>
 pub fn parse_file_with(text: &str, origin: &str, placeholders: &Placeholders) -> Vec<Result<Document, DetectError>> {
     let mut out = Vec::new();
     for doc in yaml_serde::Deserializer::from_str(text) {
-        let parsed = <Yaml as serde::Deserialize>::deserialize(doc)
-            .map_err(|e| DetectError::Yaml {
+        if out.len() >= MAX_DOCUMENTS {
+            out.push(Err(DetectError::Yaml {
                 file: origin.to_string(),
-                reason: e.to_string(),
-            })
-            .and_then(|y| document(&y, origin, placeholders));
-        out.push(parsed);
+                reason: format!("more than {MAX_DOCUMENTS} documents in one file"),
+            }));
+            break;
+        }
+        let yaml = match <Yaml as serde::Deserialize>::deserialize(doc) {
+            Ok(y) => y,
+            Err(e) => {
+                // After a syntax error the parser cannot find the next
+                // document: it would yield the same error forever.
+                out.push(Err(DetectError::Yaml {
+                    file: origin.to_string(),
+                    reason: e.to_string(),
+                }));
+                break;
+            }
+        };
+        out.push(document(&yaml, origin, placeholders));
     }
     out
 }
+
+/// Most documents read from one rule file.
+const MAX_DOCUMENTS: usize = 10_000;
 
 pub(crate) fn refuse(origin: &str, id: &str, reason: impl Into<String>) -> DetectError {
     DetectError::Refused {

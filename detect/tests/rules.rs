@@ -353,3 +353,21 @@ fn a_yaml_alias_bomb_is_refused_not_expanded() {
     let docs = parse_file(&text, "bomb.yml");
     assert!(docs.iter().all(|d| d.is_err()), "{docs:?}");
 }
+
+/// A YAML syntax error used to make the document iterator yield the same
+/// error forever: `rules check`, a reload and `POST /api/v1/hunt` hung
+/// while memory grew. The file is one refusal with the parser's position.
+#[test]
+fn a_yaml_syntax_error_is_one_refusal_not_an_endless_stream_of_documents() {
+    let text = "title: t\nid: 1\nlogsource: {product: test}\ndetection:\n    sel:\n        a: 1\nb|gte: 500\n    condition: sel\n";
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(parse_file(text, "bad.yml"));
+    });
+    let docs = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("parsing a broken file ends");
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    let err = docs[0].as_ref().expect_err("refused").to_string();
+    assert!(err.contains("bad.yml") && err.contains("line"), "{err}");
+}
