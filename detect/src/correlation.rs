@@ -104,6 +104,10 @@ pub struct Correlation {
     pub field: Option<String>,
     /// Whether the referred rules also alert on their own.
     pub generate: bool,
+    /// How long its firings for one group count on one alert
+    /// (`suppression: {duration: 1h}`); `None` takes the configured
+    /// default. Its alerts group by its `group-by`.
+    pub suppression: Option<crate::rule::Suppression>,
 }
 
 /// Reads a correlation document.
@@ -218,7 +222,14 @@ pub(crate) fn parse(y: &Yaml, origin: &str, shown: &str) -> Result<Correlation, 
         Some(Yaml::Sequence(t)) => t.iter().filter_map(text).collect(),
         _ => Vec::new(),
     };
+    let suppression = crate::rule::suppression(y, origin, shown)?;
+    if suppression.as_ref().is_some_and(|s| !s.group_by.is_empty()) {
+        return Err(r(
+            "a correlation's alerts group by its group-by: its suppression takes a duration only",
+        ));
+    }
     Ok(Correlation {
+        suppression,
         id: shown.to_string(),
         name: get(y, "name").and_then(text),
         title,

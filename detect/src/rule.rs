@@ -572,6 +572,30 @@ pub fn parse_file_with(text: &str, origin: &str, placeholders: &Placeholders) ->
     out
 }
 
+/// Tripline's `suppression: {group_by, duration}` attribute of a rule or
+/// correlation document, if it has one.
+pub(crate) fn suppression(y: &Yaml, origin: &str, shown: &str) -> Result<Option<Suppression>, DetectError> {
+    let Some(sup) = get(y, "suppression") else {
+        return Ok(None);
+    };
+    let group_by = match get(sup, "group_by") {
+        None => Vec::new(),
+        Some(Yaml::Sequence(f)) => f.iter().filter_map(text).collect(),
+        Some(other) => text(other).into_iter().collect(),
+    };
+    let duration = match get(sup, "duration") {
+        None => None,
+        Some(d) => Some(text(d).as_deref().and_then(timespan).ok_or_else(|| {
+            refuse(
+                origin,
+                shown,
+                "suppression.duration is not a timespan such as 30s, 5m, 1h or 2d",
+            )
+        })?),
+    };
+    Ok(Some(Suppression { group_by, duration }))
+}
+
 /// Most documents read from one rule file.
 const MAX_DOCUMENTS: usize = 10_000;
 
@@ -665,27 +689,7 @@ fn document(y: &Yaml, origin: &str, placeholders: &Placeholders) -> Result<Docum
         Some(Yaml::Sequence(t)) => t.iter().filter_map(text).collect(),
         _ => Vec::new(),
     };
-    let suppression = match get(y, "suppression") {
-        None => None,
-        Some(sup) => {
-            let group_by = match get(sup, "group_by") {
-                None => Vec::new(),
-                Some(Yaml::Sequence(f)) => f.iter().filter_map(text).collect(),
-                Some(other) => text(other).into_iter().collect(),
-            };
-            let duration = match get(sup, "duration") {
-                None => None,
-                Some(d) => Some(text(d).as_deref().and_then(timespan).ok_or_else(|| {
-                    refuse(
-                        origin,
-                        &shown,
-                        "suppression.duration is not a timespan such as 30s, 5m, 1h or 2d",
-                    )
-                })?),
-            };
-            Some(Suppression { group_by, duration })
-        }
-    };
+    let suppression = suppression(y, origin, &shown)?;
     Ok(Document::Rule(Box::new(Rule {
         id: shown,
         name: get(y, "name").and_then(text),

@@ -672,9 +672,14 @@ impl Stage {
     }
 
     /// Counts a correlation's firing on an alert, suppressed as rules are
-    /// (by the correlation's group, for the default duration).
+    /// (by the correlation's group, for its `suppression.duration` or the
+    /// default).
     fn count_correlation(&mut self, c: &Correlation, fired: Fired, changed: &mut Changed) {
-        let duration = self.config.suppression;
+        let duration = c
+            .suppression
+            .as_ref()
+            .and_then(|s| s.duration)
+            .unwrap_or(self.config.suppression);
         let first_event = fired.event_ids.first().cloned().unwrap_or_default();
         let key = (c.id.clone(), fired.group_key.clone());
         let n = fired.event_ids.len() as u64;

@@ -76,6 +76,10 @@ struct Running {
 }
 
 fn start(dir: &Path) -> Running {
+    start_with(dir, rules())
+}
+
+fn start_with(dir: &Path, rules: Rules) -> Running {
     let checkpoint = Checkpoint::load(&dir.join("detect")).unwrap();
     let consumer = Consumer::new("detect", Lsn(checkpoint.position));
     let (tx, rx) = sync_channel(100_000);
@@ -96,7 +100,7 @@ fn start(dir: &Path) -> Running {
         wal.clone(),
         consumer,
         checkpoint,
-        rules(),
+        rules,
         config,
         DetectMetrics::default(),
     )
@@ -297,4 +301,53 @@ fn correlation_windows_survive_a_restart() {
     assert_eq!(brute.event_ids, ["f1", "f2", "f3"]);
     r.detector.stop();
     r.wal.close();
+}
+
+/// A correlation's own `suppression.duration` decides how its firings for
+/// one group count on one alert, as a rule's does; without it, the
+/// configured default (5 minutes) does.
+#[test]
+fn a_correlation_takes_its_own_suppression_duration() {
+    for (suppression, alerts) in [("", 1), ("suppression: {duration: 0}\n", 2)] {
+        let text = format!(
+            "title: Pairs\nid: 11111111-0000-0000-0000-0000000000c2\nlevel: medium\n{suppression}\
+             correlation:\n    type: event_count\n    rules: [failed]\n    group-by: [source.ip]\n\
+             \x20   timespan: 1h\n    condition: {{gte: 2}}\n---\n\
+             title: Failed\nname: failed\nlogsource: {{product: test}}\n\
+             detection:\n    sel: {{event.outcome: failure}}\n    condition: sel\n"
+        );
+        let (mut rules, mut correlations) = (Vec::new(), Vec::new());
+        for d in parse_file(&text, "pairs.yml") {
+            match d.unwrap() {
+                Document::Rule(r) => rules.push(*r),
+                Document::Correlation(c) => correlations.push(("pairs.yml".to_string(), *c)),
+                other => panic!("{other:?}"),
+            }
+        }
+        let (set, errors) = RuleSet::build(rules, correlations, Vec::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let r = start_with(dir.path(), Rules::new(set, Vec::new(), None));
+        // Two pairs within three minutes: two firings.
+        append(
+            &r.wal,
+            (0..4).map(|m| ev(m, "10.0.0.1", "failure", &format!("p{m}"))).collect(),
+        );
+        let mut all = Vec::new();
+        wait_for(&r.index, &mut all, |a| {
+            latest(a).values().map(|x| x.count).sum::<u64>() == 4
+        });
+        let pairs: Vec<Alert> = latest(&all).into_values().filter(|a| a.rule_title == "Pairs").collect();
+        assert_eq!(pairs.len(), alerts, "{suppression:?}: {pairs:#?}");
+        r.detector.stop();
+        r.wal.close();
+    }
+}
+
+#[test]
+fn a_correlation_suppression_with_its_own_group_by_is_refused() {
+    let text = "title: P\nid: c3\nsuppression: {group_by: [user.name], duration: 1h}\n\
+                correlation:\n    type: event_count\n    rules: [x]\n    timespan: 1h\n    condition: {gte: 2}\n";
+    let err = parse_file(text, "p.yml").remove(0).unwrap_err().to_string();
+    assert!(err.contains("group-by"), "{err}");
 }
