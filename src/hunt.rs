@@ -111,10 +111,13 @@ fn translate(need: &Need, catalog: &schemas::Catalog) -> Option<Expr> {
                 })
             };
             let v = match how {
+                // `(?s)`: a value with a line break matches as the
+                // matcher's patterns do.
                 TextNeed::Exact => QValue::Phrase(value.clone()),
-                TextNeed::Prefix => word(Some(format!("{esc}.*"))),
-                TextNeed::Suffix => word(Some(format!(".*{esc}"))),
-                TextNeed::Contains => word(Some(format!(".*{esc}.*"))),
+                TextNeed::Prefix => word(Some(format!("(?s){esc}.*"))),
+                TextNeed::Suffix => word(Some(format!("(?s).*{esc}"))),
+                TextNeed::Contains => word(Some(format!("(?s).*{esc}.*"))),
+                TextNeed::Pattern => word(Some(value.clone())),
             };
             Some(Expr::Or(
                 fields
@@ -479,18 +482,22 @@ mod tests {
             // dropped; a `not` says nothing.
             (
                 "  sel:\n    user.name|contains: ADM\n    source.ip: 10.0.0.1\n  f:\n    process.name: x\n  condition: sel and not f\n",
-                r#"((user.name:Word(Word { text: "adm", pattern: Some(".*adm.*") })))"#,
+                r#"((user.name:Word(Word { text: "adm", pattern: Some("(?s).*adm.*") })))"#,
             ),
             // OR of selections: both translated, or nothing.
             (
                 "  a:\n    event.action|startswith: Get\n  b:\n    event.outcome: failure\n  condition: a or b\n",
-                r#"((event.action:Word(Word { text: "get", pattern: Some("get.*") })) OR (event.outcome:"failure"))"#,
+                r#"((event.action:Word(Word { text: "get", pattern: Some("(?s)get.*") })) OR (event.outcome:"failure"))"#,
             ),
             ("  a:\n    event.action: x\n  b:\n    eventName: y\n  condition: a or b\n", ""),
-            // Regex, cased and inner-wildcard values: left to the matcher.
+            // Regex and cased values: left to the matcher; inner
+            // wildcards a regex over the lowercased value.
             ("  a:\n    user.name|re: ^adm\n  condition: a\n", ""),
             ("  a:\n    user.name|cased: Admin\n  condition: a\n", ""),
-            ("  a:\n    user.name: ad*min\n  condition: a\n", ""),
+            (
+                "  a:\n    user.name: Ad*m?n\n  condition: a\n",
+                r#"(user.name:Word(Word { text: "(?s)ad.*m.n", pattern: Some("(?s)ad.*m.n") }))"#,
+            ),
             // Numbers as ranges on number fields (integers: a real bound
             // rounded inward; an equality with a fraction says nothing),
             // CIDR on IP fields; an event whose value did not index as

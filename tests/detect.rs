@@ -561,6 +561,26 @@ fn a_hunt_finds_in_history_what_the_rule_matches() {
         .collect();
     assert_eq!(ips, ["10.3.3.3", "10.1.1.1"], "{hunt:#}");
     assert_eq!(hunt["scanned"], 2, "{hunt:#}");
+    // An inner wildcard is a regex query over the lowercased keyword.
+    let rule = [
+        "title: Alice",
+        "id: 33333333-0000-0000-0000-000000000002",
+        "logsource: {product: test}",
+        "detection:",
+        "    sel:",
+        "        user.name: A*c?",
+        "    condition: sel",
+    ]
+    .join("\n");
+    let hunt = post_hunt(&d, "/api/v1/hunt", json!({"rule": rule, "start": "-7d"}));
+    let ns: Vec<u64> = hunt["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [4, 1, 0], "{hunt:#}");
+    assert_eq!(hunt["scanned"], 3, "{hunt:#}");
     // A rule file that is not YAML is a 400 at once (it used to hang the
     // request while the parser repeated its error).
     let broken = "title: t\ndetection:\n    sel:\n        a: 1\nb|gte: 500\n    condition: sel\n";

@@ -63,6 +63,9 @@ pub struct TextMatch {
     /// run.
     required: Option<String>,
     pub(crate) required_id: Option<usize>,
+    /// For a wildcard pattern: a regular expression matching the whole
+    /// (lowercased) value, as an index's regex query needs.
+    whole: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +125,9 @@ pub enum TextNeed {
     Prefix,
     Suffix,
     Contains,
+    /// A wildcard pattern with inner wildcards: the text is a regular
+    /// expression matching the whole lowercased value.
+    Pattern,
 }
 
 impl TextMatch {
@@ -136,7 +142,7 @@ impl TextMatch {
             TextKind::Prefix(s) => Some((TextNeed::Prefix, s)),
             TextKind::Suffix(s) => Some((TextNeed::Suffix, s)),
             TextKind::Contains(s) => Some((TextNeed::Contains, s)),
-            TextKind::Glob(_) => None,
+            TextKind::Glob(_) => self.whole.as_deref().map(|p| (TextNeed::Pattern, p)),
         }
     }
 
@@ -175,6 +181,17 @@ impl TextMatch {
                 TextKind::Glob(Regex::new(&re).expect("an escaped literal with .* and . is a valid regex"))
             }
         };
+        let whole = matches!(kind, TextKind::Glob(_)).then(|| {
+            let mut re = String::from("(?s)");
+            for p in pieces {
+                match p {
+                    Piece::Lit(s) => re.push_str(&regex::escape(&fold(s))),
+                    Piece::Any => re.push_str(".*"),
+                    Piece::One => re.push('.'),
+                }
+            }
+            re
+        });
         let required = match kind {
             TextKind::Glob(_) => pieces
                 .iter()
@@ -191,6 +208,7 @@ impl TextMatch {
             literal_id: None,
             required,
             required_id: None,
+            whole,
         }
     }
 
