@@ -38,6 +38,8 @@ pub struct Config {
     pub delivery: deliver::DeliveryConfig,
     /// Webhooks receiving alerts (`[[webhooks]]`).
     pub webhooks: Vec<deliver::WebhookSpec>,
+    /// Stateful detectors run beside the rules (`[[detectors]]`).
+    pub detectors: Vec<detect::detectors::DetectorSpec>,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             egress: deliver::EgressConfig::default(),
             delivery: deliver::DeliveryConfig::default(),
             webhooks: Vec::new(),
+            detectors: Vec::new(),
         }
     }
 }
@@ -393,6 +396,20 @@ impl Config {
         Ok(config)
     }
 
+    /// The detectors, compiled (each error names the detector and why).
+    pub fn compile_detectors(&self) -> anyhow::Result<Vec<detect::detectors::Detector>> {
+        let catalog = schemas::Catalog::builtin();
+        let mut ids = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for d in &self.detectors {
+            if !ids.insert(d.id.as_str()) {
+                bail!("[[detectors]]: id {:?} is used twice", d.id);
+            }
+            out.push(d.compile(&catalog)?);
+        }
+        Ok(out)
+    }
+
     /// Checks the webhooks and their delivery settings.
     fn validate_delivery(&self) -> anyhow::Result<()> {
         let d = &self.delivery;
@@ -472,6 +489,7 @@ impl Config {
             bail!("syslog.source must be 1 to 64 of A-Z a-z 0-9 . _ -");
         }
         self.validate_delivery()?;
+        self.compile_detectors()?;
         let d = &self.detect;
         if d.max_open_alerts == 0
             || d.checkpoint_interval_ms == 0

@@ -95,17 +95,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     );
     // Detection reads the log from its own position, saved with its state.
     let detect_dir = data.join("detect");
-    let detect_start = match &config.detect.rules_dir {
-        None => None,
-        Some(dir) => {
-            let checkpoint = detect::Checkpoint::load(&detect_dir)?;
-            let consumer = Consumer::new("detect", Lsn(checkpoint.position));
-            let (dir, placeholders) = (dir.clone(), config.detect.placeholders.clone());
-            let rules = tokio::task::spawn_blocking(move || crate::detection::load(&dir, &placeholders))
-                .await
-                .context("rules load task")?;
-            Some((checkpoint, consumer, rules))
-        }
+    // It runs with a rules directory, or detectors, or both.
+    let detectors = config.compile_detectors()?;
+    let detect_start = if config.detect.rules_dir.is_none() && detectors.is_empty() {
+        None
+    } else {
+        let checkpoint = detect::Checkpoint::load(&detect_dir)?;
+        let consumer = Consumer::new("detect", Lsn(checkpoint.position));
+        let rules = match &config.detect.rules_dir {
+            Some(dir) => {
+                let (dir, placeholders) = (dir.clone(), config.detect.placeholders.clone());
+                tokio::task::spawn_blocking(move || crate::detection::load(&dir, &placeholders))
+                    .await
+                    .context("rules load task")?
+            }
+            None => detect::Rules::new(detect::rule::RuleSet::new(Vec::new()), Vec::new(), None),
+        };
+        Some((checkpoint, consumer, rules))
     };
     let detect_metrics = detect::DetectMetrics::default();
     if detect_start.is_some() {
@@ -205,7 +211,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let wal = Arc::new(wal);
     outbox.start(tokio::runtime::Handle::current(), shutdown.clone());
     outbox.consume(wal.clone(), outbox_consumer)?;
-    if let (Some((checkpoint, consumer, rules)), Some(dir)) = (detect_start, &config.detect.rules_dir) {
+    if let Some((checkpoint, consumer, rules)) = detect_start {
         let detector = detect::Detector::spawn(
             wal.clone(),
             consumer,
@@ -213,13 +219,14 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             rules,
             config.detect.stage_config(detect_dir),
             detect_metrics,
+            detectors,
         )?;
         let detection = Arc::new(crate::detection::Detection::new(
             detector,
-            dir.clone(),
+            config.detect.rules_dir.clone(),
             config.detect.placeholders.clone(),
         ));
-        if config.detect.reload_interval_secs > 0 {
+        if config.detect.reload_interval_secs > 0 && config.detect.rules_dir.is_some() {
             detection.watch(secs(config.detect.reload_interval_secs), shutdown.clone());
         }
         let _ = detection_cell.set(detection);

@@ -13,7 +13,8 @@ use serde::Serialize;
 pub struct Detection {
     /// The stage.
     pub detector: Detector,
-    dir: PathBuf,
+    /// The rules directory; none when only detectors run.
+    dir: Option<PathBuf>,
     placeholders: Placeholders,
     /// What the rule files looked like at the last load.
     seen: Mutex<Fingerprint>,
@@ -56,9 +57,10 @@ pub fn load(dir: &Path, placeholders: &Placeholders) -> Rules {
 }
 
 impl Detection {
-    /// The handle for a stage whose rules were loaded from `dir`.
-    pub fn new(detector: Detector, dir: PathBuf, placeholders: Placeholders) -> Detection {
-        let seen = Mutex::new(fingerprint(&dir));
+    /// The handle for a stage whose rules were loaded from `dir` (none:
+    /// the stage runs detectors only).
+    pub fn new(detector: Detector, dir: Option<PathBuf>, placeholders: Placeholders) -> Detection {
+        let seen = Mutex::new(dir.as_deref().map(fingerprint).unwrap_or_default());
         Detection {
             detector,
             dir,
@@ -75,9 +77,12 @@ impl Detection {
     /// Loads the rules again and evaluates them from the next WAL record
     /// on. Blocking (reads and compiles every file).
     pub fn reload(&self) -> LoadReport {
+        let Some(dir) = &self.dir else {
+            return LoadReport { loaded: 0, refused: 0 };
+        };
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        *seen = fingerprint(&self.dir);
-        let rules = load(&self.dir, &self.placeholders);
+        *seen = fingerprint(dir);
+        let rules = load(dir, &self.placeholders);
         let report = LoadReport {
             loaded: rules.set.rules().len() + rules.set.correlations().len(),
             refused: rules.refused.len(),
@@ -89,10 +94,11 @@ impl Detection {
     /// Reloads when a rule file was added, removed or changed since the
     /// last load.
     pub fn reload_if_changed(&self) -> Option<LoadReport> {
-        let now = fingerprint(&self.dir);
+        let dir = self.dir.as_ref()?;
+        let now = fingerprint(dir);
         let changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now;
         changed.then(|| {
-            tracing::info!(dir = %self.dir.display(), "rule files changed, reloading");
+            tracing::info!(dir = %dir.display(), "rule files changed, reloading");
             self.reload()
         })
     }

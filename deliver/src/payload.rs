@@ -174,6 +174,7 @@ mod tests {
     fn alert(status: Status) -> Alert {
         Alert {
             id: "0123abcd-0000-0000-0000-000000000000".into(),
+            source: detect::alert::SIGMA.into(),
             rule_id: "r-1".into(),
             rule_title: "Root <login> & more".into(),
             level: "high".into(),

@@ -418,6 +418,7 @@ mod tests {
     fn a_selector_takes_level_rules_tags_and_query_together() {
         let alert = |level: &str, tags: &[&str]| Alert {
             id: "a".into(),
+            source: detect::alert::SIGMA.into(),
             rule_id: "r-1".into(),
             rule_title: "Root login".into(),
             level: level.into(),

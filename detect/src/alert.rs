@@ -59,7 +59,10 @@ impl Status {
 pub struct Alert {
     /// Derived from rule, group and first event: the same after a replay.
     pub id: String,
-    /// The rule's id and title.
+    /// What raised it: `sigma` (a rule or correlation) or `detector`.
+    #[serde(default = "sigma")]
+    pub source: String,
+    /// The rule's (or detector's) id and title.
     pub rule_id: String,
     pub rule_title: String,
     /// The rule's level (`informational` when it has none).
@@ -95,6 +98,15 @@ pub struct Alert {
     )]
     pub updated_at: Option<OffsetDateTime>,
 }
+
+fn sigma() -> String {
+    SIGMA.into()
+}
+
+/// [`Alert::source`] of an alert raised by a Sigma rule or correlation.
+pub const SIGMA: &str = "sigma";
+/// [`Alert::source`] of an alert raised by a detector.
+pub const DETECTOR: &str = "detector";
 
 /// A deterministic alert id: the first 128 bits of SHA-256 over the rule,
 /// the group key and the first event's id, written as a UUID.
@@ -140,6 +152,7 @@ impl Alert {
                 "matched_fields": self.matched.keys().collect::<Vec<_>>(),
                 "matched_values": self.matched.values().collect::<Vec<_>>(),
                 "status": self.status.as_str(),
+                "source": self.source,
             }
         });
         if let Some(a) = v.get_mut("alert").and_then(Value::as_object_mut) {
@@ -183,6 +196,7 @@ impl Alert {
         let values = list("alert.matched_values");
         Some(Alert {
             id: s("alert.id")?,
+            source: s("alert.source").unwrap_or_else(sigma),
             rule_id: s("rule.id")?,
             rule_title: s("rule.name").unwrap_or_default(),
             level: s("alert.level").unwrap_or_else(|| "informational".into()),
@@ -224,6 +238,7 @@ mod tests {
         let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let a = Alert {
             id: alert_id("r1", "source.ip=10.0.0.1", "e1"),
+            source: DETECTOR.into(),
             rule_id: "r1".into(),
             rule_title: "Rule one".into(),
             level: "high".into(),

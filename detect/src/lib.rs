@@ -37,6 +37,7 @@
 pub mod alert;
 pub mod condition;
 pub mod correlation;
+pub mod detectors;
 pub mod matcher;
 pub mod rule;
 pub mod stage;

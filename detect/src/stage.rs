@@ -35,6 +35,7 @@ use wal::{Batch, Consumer, Durable, Lsn, Read, Reader, Wal};
 
 use crate::alert::{alert_id, Alert, Status, ALERTS_DATASET, MAX_EVENT_IDS};
 use crate::correlation::{Caps, Correlation, Dropped, Fired, Windows};
+use crate::detectors::{Finding, States, Summary};
 use crate::rule::{Hit, Placeholders, Rule, RuleSet};
 use crate::DetectError;
 
@@ -139,6 +140,12 @@ pub struct DetectMetrics {
     pub window_too_late: Counter,
     /// Matches held in correlation windows.
     pub window_entries: Gauge,
+    /// Detector findings (before suppression).
+    pub detector_findings: Counter,
+    /// Keys detectors dropped at their `max_keys` (least recently seen).
+    pub detector_evictions: Counter,
+    /// Keys held by every detector.
+    pub detector_keys: Gauge,
     /// From an event's acknowledgement (`event.ingested`) to its alert
     /// being durable.
     pub alert_delay_seconds: Histogram,
@@ -157,6 +164,9 @@ impl Default for DetectMetrics {
             window_evictions: Counter::default(),
             window_too_late: Counter::default(),
             window_entries: Gauge::default(),
+            detector_findings: Counter::default(),
+            detector_evictions: Counter::default(),
+            detector_keys: Gauge::default(),
             alert_delay_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
     }
@@ -196,6 +206,17 @@ impl DetectMetrics {
             self.window_entries.clone(),
         );
         r.register(
+            "detector_findings",
+            "What detectors found (each counts on an alert, as matches do)",
+            self.detector_findings.clone(),
+        );
+        r.register(
+            "detector_evictions",
+            "Keys detectors dropped at their max_keys, least recently seen first",
+            self.detector_evictions.clone(),
+        );
+        r.register("detector_keys", "Keys held by detectors", self.detector_keys.clone());
+        r.register(
             "lag_bytes",
             "Bytes of WAL after detection's position",
             self.lag_bytes.clone(),
@@ -230,6 +251,9 @@ pub struct Checkpoint {
     open: Vec<OpenAlert>,
     #[serde(default)]
     windows: Windows,
+    /// Detectors' windows, seen terms and learning starts.
+    #[serde(default)]
+    detectors: States,
 }
 
 const CHECKPOINT: &str = "checkpoint.json";
@@ -286,6 +310,8 @@ pub struct Detector {
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// What the API shows of the detectors, as of the last checkpoint.
+    summaries: Arc<Mutex<Vec<Summary>>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -305,11 +331,13 @@ impl Detector {
         rules: Rules,
         config: DetectConfig,
         metrics: DetectMetrics,
+        detectors: Vec<crate::detectors::Detector>,
     ) -> Result<Detector, DetectError> {
         let (tx, rx) = mpsc::sync_channel(64);
         let rules = Arc::new(RwLock::new(Arc::new(rules)));
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
+        let summaries = Arc::new(Mutex::new(Vec::new()));
         let reader = wal.reader(&consumer);
         let mut open = HashMap::new();
         let mut by_group = HashMap::new();
@@ -331,6 +359,14 @@ impl Detector {
             by_group,
             watermark: checkpoint.watermark,
             windows: checkpoint.windows,
+            states: {
+                let mut st = checkpoint.detectors;
+                let ids: Vec<&str> = detectors.iter().map(|d| d.id.as_str()).collect();
+                st.retain(&ids);
+                st
+            },
+            summaries: summaries.clone(),
+            detectors: Arc::new(detectors),
             evaluating: rules.read().unwrap_or_else(|p| p.into_inner()).clone(),
             last_checkpoint: Instant::now(),
             commands: rx,
@@ -347,6 +383,7 @@ impl Detector {
             stop,
             failure,
             thread: Mutex::new(Some(thread)),
+            summaries,
         })
     }
 
@@ -374,6 +411,12 @@ impl Detector {
             })
             .map_err(|_| DetectError::Stopped)?;
         answer.recv().map_err(|_| DetectError::Stopped)?
+    }
+
+    /// The detectors: kind, learning or active, keys held (as of the last
+    /// checkpoint).
+    pub fn detectors(&self) -> Vec<Summary> {
+        self.summaries.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Why the stage stopped for good, if it did.
@@ -408,6 +451,10 @@ struct Stage {
     watermark: Option<OffsetDateTime>,
     /// Correlation windows.
     windows: Windows,
+    /// Detectors, and their state.
+    detectors: Arc<Vec<crate::detectors::Detector>>,
+    states: States,
+    summaries: Arc<Mutex<Vec<Summary>>>,
     /// The rules the windows were made with.
     evaluating: Arc<Rules>,
     /// After the last record evaluated (its alerts are durable).
@@ -501,7 +548,13 @@ impl Stage {
             watermark: self.watermark,
             open,
             windows: self.windows.clone(),
+            detectors: self.states.clone(),
         };
+        let now = self.watermark.unwrap_or_else(OffsetDateTime::now_utc);
+        *self.summaries.lock().unwrap_or_else(|p| p.into_inner()) = self.states.summaries(&self.detectors, now);
+        self.metrics
+            .detector_keys
+            .set(i64::try_from(self.states.keys()).unwrap_or(i64::MAX));
         match cp.store(&self.config.state_dir) {
             Ok(()) => {
                 self.checkpointed = self.position;
@@ -559,6 +612,20 @@ impl Stage {
                     oldest_ingested = Some(oldest_ingested.map_or(t, |o| o.min(t)));
                 }
             }
+            if !self.detectors.is_empty() {
+                let detectors = self.detectors.clone();
+                let (findings, evicted) = self.states.evaluate(&detectors, event, time);
+                self.metrics.detector_evictions.inc_by(evicted);
+                for f in findings {
+                    self.metrics.detector_findings.inc();
+                    if let Some(d) = detectors.get(f.detector) {
+                        self.count_finding(d, f, &mut changed);
+                    }
+                    if let Some(t) = event.get("event.ingested").and_then(schemas::time::parse_value) {
+                        oldest_ingested = Some(oldest_ingested.map_or(t, |o| o.min(t)));
+                    }
+                }
+            }
         }
         self.metrics
             .window_entries
@@ -598,6 +665,7 @@ impl Stage {
         let id = alert_id(&rule.id, &group_key, &event_id);
         let alert = Alert {
             id: id.clone(),
+            source: crate::alert::SIGMA.into(),
             rule_id: rule.id.clone(),
             rule_title: rule.title.clone(),
             level: rule.level.clone().unwrap_or_else(|| "informational".into()),
@@ -671,6 +739,48 @@ impl Stage {
         );
     }
 
+    /// Counts a detector's finding on an alert: the open one of its
+    /// group, or a new one carrying the finding's evidence.
+    fn count_finding(&mut self, d: &crate::detectors::Detector, f: Finding, changed: &mut Changed) {
+        let duration = d
+            .suppression
+            .as_ref()
+            .and_then(|s| s.duration)
+            .unwrap_or(self.config.suppression);
+        let group_key = crate::correlation::group_key(&f.group_by, &f.group);
+        let first_event = f.event_ids.first().cloned().unwrap_or_default();
+        let key = (d.id.clone(), group_key.clone());
+        let counted = Counted {
+            first: f.first,
+            last: f.last,
+            event_ids: f.event_ids.clone(),
+        };
+        if self.count_on_open(&key, duration, counted, changed) {
+            return;
+        }
+        let alert = Alert {
+            id: alert_id(&d.id, &group_key, &first_event),
+            source: crate::alert::DETECTOR.into(),
+            rule_id: d.id.clone(),
+            rule_title: d.title.clone(),
+            level: d.level.clone(),
+            tags: d.tags.clone(),
+            group_by: f.group_by,
+            group: f.group,
+            group_key,
+            first_time: f.first,
+            last_time: f.last,
+            count: f.event_ids.len() as u64,
+            event_ids: f.event_ids.into_iter().take(MAX_EVENT_IDS).collect(),
+            matched: f.evidence,
+            status: Status::Open,
+            comment: None,
+            updated_by: None,
+            updated_at: None,
+        };
+        self.open_alert(key, duration, alert, changed);
+    }
+
     /// Counts a correlation's firing on an alert, suppressed as rules are
     /// (by the correlation's group, for its `suppression.duration` or the
     /// default).
@@ -699,6 +809,7 @@ impl Stage {
         );
         let alert = Alert {
             id: id.clone(),
+            source: crate::alert::SIGMA.into(),
             rule_id: c.id.clone(),
             rule_title: c.title.clone(),
             level: c.level.clone().unwrap_or_else(|| "informational".into()),

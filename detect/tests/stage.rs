@@ -103,6 +103,7 @@ fn start_with(dir: &Path, rules: Rules) -> Running {
         rules,
         config,
         DetectMetrics::default(),
+        Vec::new(),
     )
     .unwrap();
     Running {

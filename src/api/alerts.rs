@@ -166,6 +166,13 @@ pub(super) async fn set_status(
 }
 
 /// Every rule: loaded (with its match count) or refused (with the reason).
+/// The detectors: kind, `learning` or `active`, keys held (as of the
+/// stage's last checkpoint, at most `detect.checkpoint_interval_ms` old).
+pub(super) async fn detectors(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let detection = detection(&state)?;
+    Ok(Json(json!({"detectors": detection.detector.detectors()})).into_response())
+}
+
 pub(super) async fn rules(State(state): State<AppState>) -> Result<Response, ApiError> {
     let detection = detection(&state)?;
     let rules = detection.detector.rules();

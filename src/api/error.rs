@@ -26,7 +26,7 @@ pub enum ApiError {
     Detect(#[from] detect::DetectError),
     #[error(transparent)]
     Deliver(#[from] deliver::DeliverError),
-    #[error("detection is off: start with --rules DIR or set detect.rules_dir")]
+    #[error("detection is off: start with --rules DIR, set detect.rules_dir or configure [[detectors]]")]
     DetectionOff,
     #[error("{0}")]
     BadRequest(String),

@@ -9,7 +9,7 @@
 //! | `DELETE /api/v1/tokens/{name}` | admin |
 //! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | search |
 //! | `POST /api/v1/alerts/{id}` | alerts |
-//! | `GET /api/v1/rules` | search |
+//! | `GET /api/v1/rules`, `GET /api/v1/detectors` | search |
 //! | `POST /api/v1/rules/reload` | admin |
 //! | `POST /api/v1/rules/{id}/hunt`, `POST /api/v1/hunt` | search |
 //! | `GET, POST /api/v1/webhooks` | admin |
@@ -125,6 +125,10 @@ pub fn router(state: AppState) -> Router {
                 .merge(post(alerts::set_status).route_layer(need(Scope::Alerts))),
         )
         .route("/api/v1/rules", get(alerts::rules).route_layer(need(Scope::Search)))
+        .route(
+            "/api/v1/detectors",
+            get(alerts::detectors).route_layer(need(Scope::Search)),
+        )
         .route(
             "/api/v1/rules/{id}/hunt",
             post(alerts::hunt_loaded).route_layer(need(Scope::Search)),
