@@ -202,3 +202,47 @@ fn sigkill_in_the_middle_of_a_window_keeps_it_and_fires_once() {
     assert_eq!(alerts[0]["rule_id"], "brute-force");
     assert_eq!(alerts[0]["count"], 5);
 }
+
+/// A rate spike against a learned baseline, and the baseline an analyst
+/// reads to see why it fired.
+#[test]
+fn a_rate_spike_fires_against_its_learned_baseline_and_the_baseline_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{FAST_COMMITS}\n[[detectors]]\nid = \"route-spike\"\ntitle = \"Calls spike on a route\"\nkind = \"rate_spike\"\n\
+         key = [\"service.name\", \"url.path\"]\nbucket = \"1m\"\nlearning_buckets = 10\n"
+    );
+    let d = Daemon::start(&dir.path().join("data"), &config);
+    let mut events = Vec::new();
+    for m in 0..40 {
+        let n = if m == 30 { 150 } else { 30 };
+        for i in 0..n {
+            let mut e = call(m, "search", "/q", "10.1.0.5");
+            e["@timestamp"] = json!(at(m).replace(":00Z", &format!(":{:02}Z", i * 60 / n)));
+            events.push(e);
+        }
+    }
+    send(&d, &events);
+    let alerts = alerts_when(&d, |a| !a.is_empty());
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(a["rule_id"], "route-spike");
+    assert_eq!(a["group_key"], "service.name=search,url.path=/q");
+    assert_eq!(a["matched"]["baseline_mean"], 30.0);
+    assert!(a["matched"]["score"].as_f64().unwrap() > 4.0, "{a:#}");
+    let b = get(
+        &d,
+        "/api/v1/detectors/route-spike/baseline?key=service.name%3Dsearch%2Curl.path%3D%2Fq",
+    );
+    assert!(b["buckets_seen"].as_u64().unwrap() >= 38, "{b:#}");
+    assert!((b["mean"].as_f64().unwrap() - 30.0).abs() < 1.0, "{b:#}");
+    let (status, _) = {
+        let mut r = agent()
+            .get(&d.url("/api/v1/detectors/route-spike/baseline?key=nope"))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .call()
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    };
+    assert_eq!(status, 404);
+}

@@ -10,6 +10,11 @@
 //! - `new_terms`: a combination of one to three fields not seen within a
 //!   history window (a caller on an endpoint it never used), after a
 //!   learning period.
+//! - `rate_spike`: per key, the count in fixed event-time buckets (or the
+//!   share of errors among them) against a learned baseline: an
+//!   exponentially weighted mean and variance per key; it fires when the
+//!   current bucket is `k` deviations above the mean and over a minimum
+//!   count, after a learning period of buckets.
 //!
 //! Each is configured as `[[detectors]]` in `tripline.toml`; a detector's
 //! state is bounded by `max_keys` (the least recently seen key goes first,
@@ -95,6 +100,45 @@ pub enum KindSpec {
         #[serde(default = "default_learning")]
         learning: String,
     },
+    /// Per value of `key` (one to three fields), events per `bucket`
+    /// against the key's baseline; with `errors` (a query), the share of
+    /// events matching it instead.
+    RateSpike {
+        key: Vec<String>,
+        #[serde(default = "default_bucket")]
+        bucket: String,
+        /// Deviations above the mean that fire.
+        #[serde(default = "default_k")]
+        k: f64,
+        /// Fewer events (errors, with `errors`) in the bucket never fire.
+        #[serde(default = "default_min_count")]
+        min_count: u64,
+        /// Buckets of a key seen before it may fire.
+        #[serde(default = "default_learning_buckets")]
+        learning_buckets: u32,
+        /// The baseline's memory, in buckets (the EWMA's span: weight
+        /// 2 / (span + 1)).
+        #[serde(default = "default_span")]
+        baseline_buckets: u32,
+        #[serde(default)]
+        errors: Option<String>,
+    },
+}
+
+fn default_bucket() -> String {
+    "1m".into()
+}
+fn default_k() -> f64 {
+    4.0
+}
+fn default_min_count() -> u64 {
+    20
+}
+fn default_learning_buckets() -> u32 {
+    30
+}
+fn default_span() -> u32 {
+    60
 }
 
 fn default_source() -> String {
@@ -134,6 +178,15 @@ enum Kind {
         fields: Vec<String>,
         history: Duration,
         learning: Duration,
+    },
+    RateSpike {
+        key: Vec<String>,
+        bucket: Duration,
+        k: f64,
+        min_count: u64,
+        learning_buckets: u32,
+        alpha: f64,
+        errors: Option<Box<query::filter::Filter>>,
     },
 }
 
@@ -241,6 +294,47 @@ impl DetectorSpec {
                     learning: span("learning", learning)?,
                 }
             }
+            KindSpec::RateSpike {
+                key,
+                bucket,
+                k,
+                min_count,
+                learning_buckets,
+                baseline_buckets,
+                errors,
+            } => {
+                if key.is_empty() || key.len() > 3 {
+                    return Err(bad("rate_spike takes one to three key fields".into()));
+                }
+                let bucket = span("bucket", bucket)?;
+                if bucket < Duration::from_secs(1) {
+                    return Err(bad("bucket must be at least 1s".into()));
+                }
+                if !(k.is_finite() && *k > 0.0) {
+                    return Err(bad("k must be a positive number of deviations".into()));
+                }
+                if *baseline_buckets < 2 {
+                    return Err(bad("baseline_buckets must be at least 2".into()));
+                }
+                let errors = match errors {
+                    None => None,
+                    Some(q) => {
+                        let expr = query::lang::parse(q).map_err(|e| bad(format!("errors: {e}")))?;
+                        Some(Box::new(
+                            query::filter::Filter::new(&expr, catalog).map_err(|e| bad(format!("errors: {e}")))?,
+                        ))
+                    }
+                };
+                Kind::RateSpike {
+                    key: key.clone(),
+                    bucket,
+                    k: *k,
+                    min_count: *min_count,
+                    learning_buckets: *learning_buckets,
+                    alpha: 2.0 / (f64::from(*baseline_buckets) + 1.0),
+                    errors,
+                }
+            }
         };
         Ok(Detector {
             id: self.id.clone(),
@@ -282,6 +376,58 @@ struct Entry {
     v: Option<String>,
 }
 
+/// A key's rate baseline and its current bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Rate {
+    /// Start of the current bucket (unix nanoseconds).
+    pub bucket: i128,
+    /// Events (and errors, in ratio mode) in it so far.
+    pub count: u64,
+    pub errors: u64,
+    /// Whether it fired in the current bucket.
+    pub fired: bool,
+    /// The baseline: EWMA mean and variance of past buckets' counts (or
+    /// error shares), and how many buckets it has seen.
+    pub mean: f64,
+    pub var: f64,
+    pub buckets: u32,
+}
+
+/// Empty buckets folded into a baseline at most when a key comes back.
+const MAX_GAP_BUCKETS: u32 = 10_000;
+
+impl Rate {
+    /// Folds one closed bucket's value into the baseline; a value above
+    /// the firing line counts as that line, so a spike does not teach the
+    /// baseline that spikes are normal.
+    fn learn(&mut self, value: f64, alpha: f64, cap: f64) {
+        let v = value.min(cap);
+        if self.buckets == 0 {
+            self.mean = v;
+            self.var = 0.0;
+        } else {
+            let d = v - self.mean;
+            self.mean += alpha * d;
+            self.var = (1.0 - alpha) * (self.var + alpha * d * d);
+        }
+        self.buckets = self.buckets.saturating_add(1);
+    }
+
+    /// The deviation the firing line uses: the learned one, but never
+    /// below the noise a count (Poisson) or a share (binomial, over `n`
+    /// events) has by chance, so a flat series does not fire on +1.
+    fn deviation(&self, ratio: Option<u64>) -> f64 {
+        let noise = match ratio {
+            None => self.mean.max(1.0).sqrt(),
+            Some(n) => {
+                let p = self.mean.clamp(0.01, 0.99);
+                (p * (1.0 - p) / (n.max(1) as f64)).sqrt()
+            }
+        };
+        self.var.max(0.0).sqrt().max(noise)
+    }
+}
+
 /// A detector's state, saved in detection's checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DetectorState {
@@ -297,6 +443,9 @@ pub struct DetectorState {
     /// Last time each key was touched, for eviction (unix nanoseconds).
     #[serde(default)]
     touched: HashMap<String, i128>,
+    /// Rate baselines by key.
+    #[serde(default)]
+    rates: HashMap<String, Rate>,
 }
 
 /// The state of every detector, by id.
@@ -349,7 +498,10 @@ impl States {
 
     /// Keys held in every detector.
     pub fn keys(&self) -> usize {
-        self.by_id.values().map(|s| s.windows.len() + s.seen.len()).sum()
+        self.by_id
+            .values()
+            .map(|s| s.windows.len() + s.seen.len() + s.rates.len())
+            .sum()
     }
 
     /// What the API shows of each detector.
@@ -358,10 +510,11 @@ impl States {
             .iter()
             .map(|d| {
                 let s = self.by_id.get(&d.id);
-                let keys = s.map_or(0, |s| s.windows.len() + s.seen.len());
+                let keys = s.map_or(0, |s| s.windows.len() + s.seen.len() + s.rates.len());
                 let (kind, learning) = match &d.kind {
                     Kind::Threshold { .. } => ("threshold", false),
                     Kind::UntrustedSource { .. } => ("untrusted_source", false),
+                    Kind::RateSpike { .. } => ("rate_spike", false),
                     Kind::NewTerms { learning, .. } => (
                         "new_terms",
                         s.and_then(|s| s.started)
@@ -377,6 +530,12 @@ impl States {
                 }
             })
             .collect()
+    }
+
+    /// The rate baseline of one key of a `rate_spike` detector (`key` as
+    /// an alert's group key: `service.name=web`).
+    pub fn baseline(&self, detector: &str, key: &str) -> Option<Rate> {
+        self.by_id.get(detector)?.rates.get(key).cloned()
     }
 
     /// Runs every detector on `event` (at event time `time`), in order;
@@ -401,7 +560,7 @@ impl States {
 impl DetectorState {
     /// Evicts the least recently touched keys above `max`; returns how many.
     fn bound(&mut self, max: usize) -> u64 {
-        let held = self.windows.len() + self.seen.len();
+        let held = self.windows.len() + self.seen.len() + self.rates.len();
         if held <= max {
             return 0;
         }
@@ -413,7 +572,7 @@ impl DetectorState {
         let mut n = 0;
         for (_, k) in by_age.into_iter().take(held.saturating_sub(target)) {
             self.touched.remove(&k);
-            if self.windows.remove(&k).is_some() || self.seen.remove(&k).is_some() {
+            if self.windows.remove(&k).is_some() || self.seen.remove(&k).is_some() || self.rates.remove(&k).is_some() {
                 n += 1;
             }
         }
@@ -509,6 +668,93 @@ impl Detector {
                     group_by: vec![key.clone(), source.clone()],
                     group: vec![json!(key_value), json!(addr.to_string())],
                     first: time,
+                    last: time,
+                    event_ids: vec![event_id],
+                    evidence,
+                })
+            }
+            Kind::RateSpike {
+                key,
+                bucket,
+                k,
+                min_count,
+                learning_buckets,
+                alpha,
+                errors,
+            } => {
+                let group: Vec<Value> = key.iter().map(|f| event.get(f).cloned()).collect::<Option<_>>()?;
+                let name = crate::correlation::group_key(key, &group);
+                let width = dur_nanos(*bucket).max(1);
+                let start = t.div_euclid(width) * width;
+                let rate = state.rates.entry(name.clone()).or_default();
+                let ratio = errors.is_some();
+                let line = |r: &Rate, n: u64| r.mean + k * r.deviation(ratio.then_some(n));
+                if rate.buckets == 0 && rate.count == 0 {
+                    rate.bucket = start;
+                } else if start > rate.bucket {
+                    // Close the current bucket, and the empty ones after it.
+                    let closed = if ratio {
+                        rate.errors as f64 / (rate.count.max(1) as f64)
+                    } else {
+                        rate.count as f64
+                    };
+                    // Once learned, a spike counts as the firing line.
+                    let cap = if rate.buckets >= *learning_buckets {
+                        line(rate, rate.count)
+                    } else {
+                        f64::INFINITY
+                    };
+                    rate.learn(closed, *alpha, cap);
+                    if !ratio {
+                        let gap = (start - rate.bucket) / width - 1;
+                        for _ in 0..u32::try_from(gap).unwrap_or(u32::MAX).min(MAX_GAP_BUCKETS) {
+                            rate.learn(0.0, *alpha, f64::INFINITY);
+                        }
+                    }
+                    rate.bucket = start;
+                    rate.count = 0;
+                    rate.errors = 0;
+                    rate.fired = false;
+                } else if start < rate.bucket {
+                    // Before the current bucket: its bucket is closed.
+                    return None;
+                }
+                rate.count += 1;
+                let is_error = errors.as_ref().is_some_and(|f| f.matches(event));
+                if is_error {
+                    rate.errors += 1;
+                }
+                state.touched.insert(name, t);
+                let (observed, hits) = if ratio {
+                    (rate.errors as f64 / rate.count as f64, rate.errors)
+                } else {
+                    (rate.count as f64, rate.count)
+                };
+                let threshold = line(rate, rate.count);
+                if rate.fired || rate.buckets < *learning_buckets || hits < *min_count || observed <= threshold {
+                    return None;
+                }
+                rate.fired = true;
+                let deviation = rate.deviation(ratio.then_some(rate.count));
+                let mut evidence = BTreeMap::new();
+                evidence.insert(if ratio { "error_share" } else { "count" }.into(), json!(observed));
+                if ratio {
+                    evidence.insert("errors".into(), json!(rate.errors));
+                    evidence.insert("count".into(), json!(rate.count));
+                }
+                evidence.insert("baseline_mean".into(), json!(rate.mean));
+                evidence.insert("baseline_deviation".into(), json!(deviation));
+                evidence.insert("score".into(), json!((observed - rate.mean) / deviation));
+                evidence.insert(
+                    "bucket_start".into(),
+                    json!(schemas::time::format(from_nanos(rate.bucket))),
+                );
+                evidence.insert("bucket".into(), json!(format!("{}s", bucket.as_secs())));
+                Some(Finding {
+                    detector: index,
+                    group_by: key.clone(),
+                    group,
+                    first: from_nanos(rate.bucket),
                     last: time,
                     event_ids: vec![event_id],
                     evidence,
@@ -663,6 +909,67 @@ mod tests {
             (101, json!({"service": {"name": "web"}})),
         ];
         assert_eq!(fired(&d, &events), vec![16, 18, 100]);
+    }
+
+    /// A seeded stream of calls: `per_minute(m)` events in minute `m`,
+    /// each an error when `error(m, i)`; returns the minutes that fired.
+    fn rate_scenario(
+        d: &Detector,
+        minutes: i64,
+        per_minute: impl Fn(i64) -> u64,
+        error: impl Fn(i64, u64) -> bool,
+    ) -> Vec<i64> {
+        let mut states = States::default();
+        let mut out = Vec::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for m in 0..minutes {
+            let n = per_minute(m);
+            for i in 0..n {
+                // Spread over the minute, in order.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let secs = i64::try_from(i * 60 / n.max(1)).unwrap_or(0);
+                let t = OffsetDateTime::from_unix_timestamp(1_764_000_000 + m * 60 + secs).expect("a time");
+                let status = if error(m, i) { 503 } else { 200 };
+                let e = Event::from_json(json!({"service": {"name": "web"}, "http": {"response": {"status_code": status}}, "event": {"id": format!("{m}-{i}")}}))
+                    .expect("an event");
+                if !states.evaluate(std::slice::from_ref(d), &e, t).0.is_empty() {
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_rate_spike_fires_once_in_its_bucket_after_learning_and_not_on_noise() {
+        let d = compile(
+            "id = \"spike\"\ntitle = \"Spike\"\nkind = \"rate_spike\"\nkey = [\"service.name\"]\n\
+             bucket = \"1m\"\nlearning_buckets = 30\n",
+        );
+        // 100 a minute give or take 10 (a slow wave), a 5x burst at
+        // minute 70, a burst during learning at minute 10.
+        let load = |m: i64| -> u64 {
+            let wave = (m as f64 / 9.0).sin() * 10.0;
+            let base = (100.0 + wave) as u64;
+            match m {
+                10 | 70 => base * 5,
+                _ => base,
+            }
+        };
+        assert_eq!(rate_scenario(&d, 120, load, |_, _| false), vec![70]);
+    }
+
+    #[test]
+    fn an_error_share_spike_fires_where_a_count_would_not() {
+        let d = compile(
+            "id = \"errors\"\ntitle = \"Error burst\"\nkind = \"rate_spike\"\nkey = [\"service.name\"]\n\
+             errors = \"http.response.status_code:>=500\"\nmin_count = 10\nlearning_buckets = 20\n",
+        );
+        // 200 calls a minute throughout; 1% errors, 40% in minute 50.
+        let fired = rate_scenario(&d, 80, |_| 200, |m, i| if m == 50 { i % 5 < 2 } else { i % 100 == 0 });
+        assert_eq!(fired, vec![50]);
     }
 
     #[test]

@@ -295,6 +295,12 @@ pub struct StatusChange {
 }
 
 enum Command {
+    /// The rate baseline of one key of a detector.
+    Baseline {
+        detector: String,
+        key: String,
+        reply: mpsc::Sender<Option<crate::detectors::Rate>>,
+    },
     SetStatus {
         id: String,
         change: StatusChange,
@@ -363,6 +369,8 @@ impl Detector {
                 let mut st = checkpoint.detectors;
                 let ids: Vec<&str> = detectors.iter().map(|d| d.id.as_str()).collect();
                 st.retain(&ids);
+                let now = checkpoint.watermark.unwrap_or_else(OffsetDateTime::now_utc);
+                *summaries.lock().unwrap_or_else(|p| p.into_inner()) = st.summaries(&detectors, now);
                 st
             },
             summaries: summaries.clone(),
@@ -417,6 +425,22 @@ impl Detector {
     /// checkpoint).
     pub fn detectors(&self) -> Vec<Summary> {
         self.summaries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The learned rate baseline of `key` (a group key such as
+    /// `service.name=web`) in a `rate_spike` detector, as of now.
+    pub fn baseline(&self, detector: &str, key: &str) -> Result<Option<crate::detectors::Rate>, DetectError> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::Baseline {
+                detector: detector.to_string(),
+                key: key.to_string(),
+                reply,
+            })
+            .map_err(|_| DetectError::Stopped)?;
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| DetectError::Stopped)
     }
 
     /// Why the stage stopped for good, if it did.
@@ -532,6 +556,9 @@ impl Stage {
             match self.commands.recv_timeout(Duration::from_millis(100)) {
                 Ok(Command::SetStatus { reply, .. }) => {
                     let _ = reply.send(Err(DetectError::Stopped));
+                }
+                Ok(Command::Baseline { reply, .. }) => {
+                    let _ = reply.send(None);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -914,6 +941,10 @@ impl Stage {
 
     fn command(&mut self, cmd: Command) -> Result<(), DetectError> {
         match cmd {
+            Command::Baseline { detector, key, reply } => {
+                let _ = reply.send(self.states.baseline(&detector, &key));
+                Ok(())
+            }
             Command::SetStatus {
                 id,
                 change,

@@ -173,6 +173,50 @@ pub(super) async fn detectors(State(state): State<AppState>) -> Result<Response,
     Ok(Json(json!({"detectors": detection.detector.detectors()})).into_response())
 }
 
+/// `GET /api/v1/detectors/{id}/baseline?key=service.name=web`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BaselineParams {
+    key: String,
+}
+
+/// The learned baseline of one key of a `rate_spike` detector: why it
+/// fired, or why it did not.
+pub(super) async fn baseline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<BaselineParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let detection = detection(&state)?;
+    if !detection.detector.detectors().iter().any(|d| d.id == id) {
+        return Err(DetectError::NotFound { id }.into());
+    }
+    let key = p.key.clone();
+    let found = tokio::task::spawn_blocking(move || detection.detector.baseline(&id, &key))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    match found {
+        Some(r) => Ok(Json(json!({
+            "key": p.key,
+            "buckets_seen": r.buckets,
+            "mean": r.mean,
+            "deviation": r.var.max(0.0).sqrt(),
+            "current_bucket_start": schemas::time::format(
+                time::OffsetDateTime::from_unix_timestamp_nanos(r.bucket).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            ),
+            "current_count": r.count,
+            "current_errors": r.errors,
+            "fired_in_current_bucket": r.fired,
+        }))
+        .into_response()),
+        None => Err(DetectError::NotFound {
+            id: format!("baseline for key {}", p.key),
+        }
+        .into()),
+    }
+}
+
 pub(super) async fn rules(State(state): State<AppState>) -> Result<Response, ApiError> {
     let detection = detection(&state)?;
     let rules = detection.detector.rules();

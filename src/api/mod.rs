@@ -10,6 +10,7 @@
 //! | `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` | search |
 //! | `POST /api/v1/alerts/{id}` | alerts |
 //! | `GET /api/v1/rules`, `GET /api/v1/detectors` | search |
+//! | `GET /api/v1/detectors/{id}/baseline?key=` | search |
 //! | `POST /api/v1/rules/reload` | admin |
 //! | `POST /api/v1/rules/{id}/hunt`, `POST /api/v1/hunt` | search |
 //! | `GET, POST /api/v1/webhooks` | admin |
@@ -128,6 +129,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/detectors",
             get(alerts::detectors).route_layer(need(Scope::Search)),
+        )
+        .route(
+            "/api/v1/detectors/{id}/baseline",
+            get(alerts::baseline).route_layer(need(Scope::Search)),
         )
         .route(
             "/api/v1/rules/{id}/hunt",
