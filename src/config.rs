@@ -540,6 +540,15 @@ mod tests {
         assert_eq!(c.index.retention_days, 30);
     }
 
+    /// The shipped detectors are a configuration that starts as it is.
+    #[test]
+    fn the_example_detectors_load() {
+        let c = Config::parse(include_str!("../examples/detectors.toml")).unwrap();
+        c.validate().unwrap();
+        let kinds: Vec<String> = c.compile_detectors().unwrap().iter().map(|d| d.id.clone()).collect();
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
+    }
+
     /// The README's configuration block is the defaults, and parses.
     #[test]
     fn the_readme_config_block_is_the_defaults() {
