@@ -21,5 +21,6 @@
 //! ```
 
 pub mod daemon;
+pub mod fleet;
 pub mod gen;
 pub mod stats;

@@ -129,7 +129,7 @@ fn default_bucket() -> String {
     "1m".into()
 }
 fn default_k() -> f64 {
-    4.0
+    6.0
 }
 fn default_min_count() -> u64 {
     20
