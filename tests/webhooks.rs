@@ -258,9 +258,14 @@ fn alerts_reach_receivers_signed_in_each_format_and_the_official_library_verifie
     wait_until("every alert delivered to every webhook that wants it", || {
         rx.on("native").len() == 3 && rx.on("am").len() == 4 && !rx.on("slack").is_empty()
     });
-    let (_, alerts) = call(&d, "GET", "/api/v1/alerts", None);
-    let alerts = alerts["alerts"].as_array().unwrap().clone();
-    assert_eq!(alerts.len(), 3);
+    // Deliveries can arrive before the alerts are searchable (the index
+    // commits every 100 ms here).
+    let mut alerts = Vec::new();
+    wait_until("the three alerts are searchable", || {
+        let (_, body) = call(&d, "GET", "/api/v1/alerts", None);
+        alerts = body["alerts"].as_array().unwrap().clone();
+        alerts.len() == 3
+    });
 
     let all = rx.received();
     let mut ids = HashSet::new();
@@ -501,14 +506,17 @@ fn sigkill_with_undelivered_alerts_in_the_outbox_still_delivers_every_alert_once
         d.kill();
         d = Daemon::start(&data, &cfg);
     }
-    let (_, alerts) = call(&d, "GET", "/api/v1/alerts?limit=100", None);
-    let expected: HashSet<String> = alerts["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(expected.len(), 32);
+    let mut expected: HashSet<String> = HashSet::new();
+    wait_until("all 32 alerts are searchable", || {
+        let (_, alerts) = call(&d, "GET", "/api/v1/alerts?limit=100", None);
+        expected = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect();
+        expected.len() == 32
+    });
     wait_until("every alert delivered", || {
         let got: HashSet<String> = rx
             .on("hook")

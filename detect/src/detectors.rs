@@ -446,6 +446,11 @@ pub struct DetectorState {
     /// Rate baselines by key.
     #[serde(default)]
     rates: HashMap<String, Rate>,
+    /// Findings so far, and the event time of the last.
+    #[serde(default)]
+    findings: u64,
+    #[serde(default)]
+    last_finding: Option<i128>,
 }
 
 /// The state of every detector, by id.
@@ -465,6 +470,11 @@ pub struct Summary {
     /// `active`.
     pub state: &'static str,
     pub keys: usize,
+    pub max_keys: usize,
+    /// Findings since the state began (before suppression), and the
+    /// event time of the last.
+    pub findings: u64,
+    pub last_finding: Option<String>,
 }
 
 /// Most entries one threshold group keeps.
@@ -527,6 +537,11 @@ impl States {
                     kind,
                     state: if learning { "learning" } else { "active" },
                     keys,
+                    max_keys: d.max_keys,
+                    findings: s.map_or(0, |s| s.findings),
+                    last_finding: s
+                        .and_then(|s| s.last_finding)
+                        .map(|t| schemas::time::format(from_nanos(t))),
                 }
             })
             .collect()
@@ -549,6 +564,8 @@ impl States {
             }
             let state = self.by_id.entry(d.id.clone()).or_default();
             if let Some(f) = d.run(i, state, event, time) {
+                state.findings = state.findings.saturating_add(1);
+                state.last_finding = Some(nanos(f.last));
                 found.push(f);
             }
             evicted += state.bound(d.max_keys);
