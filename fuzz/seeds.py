@@ -74,11 +74,13 @@ LITERAL = re.compile(
 )
 
 
-def literals(path: Path):
-    """The string literals of the file's test module, decoded."""
+def literals(path: Path, whole: bool = False):
+    """The string literals of the file's test module (or of the whole file),
+    decoded."""
     text = path.read_text()
-    at = text.find("#[cfg(test)]")
-    text = text[at:] if at >= 0 else ""
+    if not whole:
+        at = text.find("#[cfg(test)]")
+        text = text[at:] if at >= 0 else ""
     found = []
     for m in LITERAL.finditer(text):
         if m.group("raw") is not None:
@@ -147,6 +149,53 @@ def cloudtrail():
     out = []
     for p in sorted((DATA / "cloudtrail").glob("*.json")):
         out += [l for l in p.read_bytes().split(b"\n") if l.strip()]
+    return out
+
+
+SIGMA_FILES = 300
+SIGMA_MAX = 4096  # the campaign's -max_len
+DETECT = ROOT / "detect"
+HEADER = b"title: t\nid: r\nlogsource: {product: test}\ndetection:\n"
+MODIFIERS = re.compile(rb"\|[a-z0-9|]+:")
+CONDITION = re.compile(rb"^\s*condition:\s*(.+)$", re.M)
+
+
+def sigma_rules():
+    """SIGMA_FILES SigmaHQ rules of at most SIGMA_MAX bytes: one of each
+    (directory, modifiers, condition shape) first, then evenly spread."""
+    root = DATA / "sigma"
+    if not root.exists():
+        print(f"skipped: no {root}", file=sys.stderr)
+        return []
+    files = [p.read_bytes() for p in sorted(root.rglob("*.yml"))]
+    files = [f for f in files if len(f) <= SIGMA_MAX]
+    picked, seen = [], set()
+    for f in files:
+        conds = b" ".join(CONDITION.findall(f))
+        key = (frozenset(MODIFIERS.findall(f)), re.sub(rb"[\w*]+", b"x", conds))
+        if key not in seen:
+            seen.add(key)
+            picked.append(f)
+    step = max(1, len(files) // SIGMA_FILES)
+    for f in files[::step]:
+        if len(picked) >= SIGMA_FILES:
+            break
+        if f not in picked:
+            picked.append(f)
+    return picked[:SIGMA_FILES]
+
+
+def sigma_conditions(rules):
+    """The condition lines of the rules, unquoted, and a few more."""
+    out = []
+    for f in rules:
+        for c in CONDITION.findall(f):
+            c = c.strip()
+            if len(c) >= 2 and c[:1] in b"'\"" and c[-1:] == c[:1]:
+                c = c[1:-1]
+            out.append(c)
+    out += [b"not(a)", b"any of sel_*", b"all of them and not 1 of filter_*", b"((a))  or\t(b and\nc)",
+            b"a | count() > 5", b"sel and not\n  filter", b"1 of *", b"all of sel*_x*y"]
     return out
 
 
@@ -281,6 +330,17 @@ def main():
     add("cef", cef[0] + b" cs1=" + b"a " * 30000)
     add("logfmt", b"k=v " * 16000)
     write("parse_line", pl)
+
+    # Sigma: SigmaHQ rules, the detect tests' YAML (rules, correlations,
+    # filters; their detections behind a header), a multi-document file.
+    rules = sigma_rules()
+    yaml = [l for f in ["src/rule.rs", "src/correlation.rs"] for l in literals(DETECT / f)]
+    yaml += [l for f in ["tests/rules.rs", "tests/correlation.rs"] for l in literals(DETECT / f, whole=True)]
+    tests = [l for l in yaml if b"title:" in l or b"detection:" in l or b"correlation:" in l]
+    tests += [HEADER + l for l in yaml if l.lstrip().startswith(b"sel") and b"condition:" in l]
+    multi = [b"---\n".join(rules[i : i + 3]) for i in range(0, min(len(rules), 30), 3)]
+    write("sigma_rule", rules + tests + multi)
+    write("sigma_condition", sigma_conditions(rules) + literals(DETECT / "src" / "condition.rs"))
 
 
 if __name__ == "__main__":

@@ -45,20 +45,36 @@ pub struct ConditionError {
     pub position: usize,
     /// The condition.
     pub condition: String,
+    /// Why, when it is more than a syntax error (too deep).
+    pub reason: Option<&'static str>,
 }
 
 impl std::fmt::Display for ConditionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "condition {:?} does not parse at byte {}",
-            self.condition, self.position
-        )
+        match self.reason {
+            Some(why) => write!(f, "condition {:?}: {why} (at byte {})", self.condition, self.position),
+            None => write!(
+                f,
+                "condition {:?} does not parse at byte {}",
+                self.condition, self.position
+            ),
+        }
     }
 }
 
+/// Deepest nesting of parentheses and `not`s a condition may have: the
+/// parser recurses once per level, and no rule needs more.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one condition.
 pub fn parse(input: &str) -> Result<Cond, ConditionError> {
+    if let Some(position) = too_deep(input) {
+        return Err(ConditionError {
+            position,
+            condition: input.to_string(),
+            reason: Some("nested deeper than 64 levels of parentheses and not"),
+        });
+    }
     all_consuming(delimited(multispace0, or_expr, multispace0))(input)
         .map(|(_, c)| c)
         .map_err(|e| {
@@ -69,8 +85,36 @@ pub fn parse(input: &str) -> Result<Cond, ConditionError> {
             ConditionError {
                 position: input.len() - rest.len(),
                 condition: input.to_string(),
+                reason: None,
             }
         })
+}
+
+/// Where the nesting of `(` and `not` first passes [`MAX_DEPTH`], if it
+/// does (counted before parsing, so the parser's recursion is bounded).
+fn too_deep(input: &str) -> Option<usize> {
+    let (mut parens, mut nots) = (0usize, 0usize);
+    let mut word_start = None;
+    for (i, c) in input.char_indices().chain(std::iter::once((input.len(), ' '))) {
+        if ident_char(c) {
+            word_start.get_or_insert(i);
+            continue;
+        }
+        if let Some(start) = word_start.take() {
+            if &input[start..i] == "not" {
+                nots += 1;
+            }
+        }
+        match c {
+            '(' => parens += 1,
+            ')' => parens = parens.saturating_sub(1),
+            _ => {}
+        }
+        if parens + nots > MAX_DEPTH {
+            return Some(i.min(input.len()));
+        }
+    }
+    None
 }
 
 type Res<'a, T> = IResult<&'a str, T>;
@@ -100,11 +144,10 @@ fn and_expr(i: &str) -> Res<'_, Cond> {
 
 fn not_expr(i: &str) -> Res<'_, Cond> {
     alt((
-        map(preceded(pair(keyword("not"), multispace1), not_expr), |c| {
-            Cond::Not(Box::new(c))
-        }),
-        // `not(a)`
-        map(preceded(pair(keyword("not"), multispace0), group), |c| {
+        // `not a`, `not (a)`, `not(a)`: one branch, so what follows a
+        // `not` is parsed once (two branches both parsing `(...` made
+        // nested unclosed `not (` exponential).
+        map(preceded(pair(keyword("not"), multispace0), not_expr), |c| {
             Cond::Not(Box::new(c))
         }),
         of_expr,

@@ -371,3 +371,44 @@ fn a_yaml_syntax_error_is_one_refusal_not_an_endless_stream_of_documents() {
     let err = docs[0].as_ref().expect_err("refused").to_string();
     assert!(err.contains("bad.yml") && err.contains("line"), "{err}");
 }
+
+/// Each unclosed `not (` used to double the parse time (two branches of
+/// `not` both parsed the group after it): 30 of them, 150 bytes of a rule
+/// file or a hunt request, took minutes. Found by the `sigma_condition`
+/// fuzz target.
+#[test]
+fn nested_unclosed_nots_are_refused_at_once_not_in_exponential_time() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cond = format!("{}sel", "not (".repeat(30));
+        let _ = tx.send(detect::condition::parse(&cond).is_err());
+    });
+    let refused = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the parse ends at once");
+    assert!(refused);
+    // Nested and closed, it parses.
+    let ok = format!("{}sel{}", "not (".repeat(20), ")".repeat(20));
+    assert!(detect::condition::parse(&ok).is_ok());
+}
+
+/// Nesting had no bound: 7,800 `(` overflowed the main thread's stack
+/// (`tripline rules check` aborted), far fewer a worker thread's. The
+/// depth is now checked before the parser recurses; 64 levels parse on a
+/// 1 MiB stack (half a tokio worker's) in a debug build.
+#[test]
+fn a_condition_nested_deeper_than_the_limit_is_refused_not_a_stack_overflow() {
+    let handle = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            let deep = format!("{}sel{}", "(".repeat(10_000), ")".repeat(10_000));
+            let err = detect::condition::parse(&deep).expect_err("too deep");
+            assert!(err.to_string().contains("nested deeper than 64"), "{err}");
+            let nots = format!("{}sel", "not ".repeat(30_000));
+            assert!(detect::condition::parse(&nots).is_err());
+            let limit = format!("{}sel{}", "(".repeat(64), ")".repeat(64));
+            assert!(detect::condition::parse(&limit).is_ok());
+        })
+        .expect("a thread");
+    handle.join().expect("no overflow");
+}

@@ -323,15 +323,22 @@ pub(super) async fn hunt_file(State(state): State<AppState>, request: Request) -
         .get()
         .map(|d| d.placeholders().clone())
         .unwrap_or_default();
-    let (mut rules, mut correlations, mut filters) = (Vec::new(), Vec::new(), Vec::new());
-    for doc in detect::rule::parse_file_with(&text, "request", &placeholders) {
-        match doc? {
-            detect::rule::Document::Rule(r) => rules.push(*r),
-            detect::rule::Document::Correlation(c) => correlations.push(("request".to_string(), *c)),
-            detect::rule::Document::Filter(f) => filters.push(*f),
+    // Parsing and compiling (regexes, the automaton) is CPU work: off the
+    // async threads.
+    let compiled = tokio::task::spawn_blocking(move || {
+        let (mut rules, mut correlations, mut filters) = (Vec::new(), Vec::new(), Vec::new());
+        for doc in detect::rule::parse_file_with(&text, "request", &placeholders) {
+            match doc? {
+                detect::rule::Document::Rule(r) => rules.push(*r),
+                detect::rule::Document::Correlation(c) => correlations.push(("request".to_string(), *c)),
+                detect::rule::Document::Filter(f) => filters.push(*f),
+            }
         }
-    }
-    let (set, refused) = detect::rule::RuleSet::build(rules, correlations, filters);
+        Ok::<_, DetectError>(detect::rule::RuleSet::build(rules, correlations, filters))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("hunt compile task: {e}")))?;
+    let (set, refused) = compiled?;
     if let Some(e) = refused.into_iter().next() {
         return Err(e.into());
     }
