@@ -100,7 +100,16 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let detect_start = if config.detect.rules_dir.is_none() && detectors.is_empty() {
         None
     } else {
-        let checkpoint = detect::Checkpoint::load(&detect_dir)?;
+        let mut checkpoint = detect::Checkpoint::load(&detect_dir)?;
+        // A new new_terms detector learns its history from the index at
+        // once instead of from the stream for its learning period.
+        let (seed_store, seed_detectors) = (store.clone(), detectors.clone());
+        checkpoint = tokio::task::spawn_blocking(move || {
+            crate::detection::seed(&seed_store, &seed_detectors, &mut checkpoint);
+            checkpoint
+        })
+        .await
+        .context("detector seeding task")?;
         let consumer = Consumer::new("detect", Lsn(checkpoint.position));
         let rules = match &config.detect.rules_dir {
             Some(dir) => {

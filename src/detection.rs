@@ -144,3 +144,69 @@ fn fingerprint(dir: &Path) -> Fingerprint {
     out.sort();
     out
 }
+
+/// Indexed events a `new_terms` detector is seeded from, at most.
+pub const MAX_SEED_EVENTS: usize = 1_000_000;
+
+/// Seeds every new `new_terms` detector (one without state in the
+/// checkpoint) with the terms of the indexed events of its history window,
+/// newest first, at most [`MAX_SEED_EVENTS`] each. Blocking.
+pub fn seed(store: &index::Store, detectors: &[detect::detectors::Detector], checkpoint: &mut detect::Checkpoint) {
+    let now = time::OffsetDateTime::now_utc();
+    for d in detectors {
+        let Some((expr, history)) = d.seed_query() else {
+            continue;
+        };
+        if !checkpoint.detectors_mut().is_new(&d.id) {
+            continue;
+        }
+        let since = time::Duration::try_from(history)
+            .ok()
+            .and_then(|h| now.checked_sub(h))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            .max(time::OffsetDateTime::UNIX_EPOCH);
+        let mut events = Vec::new();
+        let mut cursor = None;
+        let mut truncated = false;
+        loop {
+            let search = query::Search {
+                expr: expr.clone(),
+                start: Some(since),
+                end: None,
+                limit: query::MAX_LIMIT,
+                cursor,
+                deadline: None,
+            };
+            let page = match query::exec::run(store, &search) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(detector = %d.id, error = %e, "seeding from the index failed: the detector learns from the stream");
+                    break;
+                }
+            };
+            for hit in page.hits {
+                let Ok(e) = schemas::Event::from_json(hit) else {
+                    continue;
+                };
+                let t = e.get("@timestamp").and_then(schemas::time::parse_value).unwrap_or(now);
+                events.push((e, t));
+            }
+            if events.len() >= MAX_SEED_EVENTS {
+                truncated = page.next_cursor.is_some();
+                break;
+            }
+            cursor = match page.next_cursor.as_deref().map(query::Cursor::decode) {
+                Some(Ok(c)) => Some(c),
+                _ => break,
+            };
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let oldest = events.iter().map(|(_, t)| *t).min().unwrap_or(now);
+        let terms = checkpoint
+            .detectors_mut()
+            .seed(d, oldest, events.iter().map(|(e, t)| (e, *t)));
+        tracing::info!(detector = %d.id, events = events.len(), terms, truncated, since = %schemas::time::format(oldest), "new_terms detector seeded from the index");
+    }
+}

@@ -307,3 +307,48 @@ fn sigkill_while_learning_leaves_the_baseline_an_uninterrupted_run_has() {
     assert_eq!(got[0]["group_key"], want[0]["group_key"]);
     assert_eq!(got[0]["matched"], want[0]["matched"]);
 }
+
+/// A new `new_terms` detector learns its history from the index at its
+/// first start: a term already in the history window is not new, one
+/// that is not alerts at once, with no learning period on the stream.
+#[test]
+fn a_new_terms_detector_added_later_seeds_its_history_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data, FAST_COMMITS);
+    send(
+        &d,
+        &[
+            call(0, "web", "/login", "10.1.0.5"),
+            call(1, "payments", "/charge", "10.20.3.4"),
+        ],
+    );
+    wait_committed(&d.base);
+    d.stop();
+    let config = format!(
+        "{FAST_COMMITS}\n[[detectors]]\nid = \"new-route\"\ntitle = \"New route\"\nkind = \"new_terms\"\n\
+         fields = [\"service.name\", \"url.path\"]\nhistory = \"14d\"\nlearning = \"1h\"\n"
+    );
+    let d = Daemon::start(&data, &config);
+    let summary = get(&d, "/api/v1/detectors")["detectors"][0].clone();
+    assert_eq!(
+        (&summary["state"], &summary["keys"]),
+        (&json!("active"), &json!(2)),
+        "{summary}"
+    );
+    send(
+        &d,
+        &[
+            call(100, "web", "/login", "10.1.0.5"),
+            call(101, "web", "/export", "10.1.0.5"),
+        ],
+    );
+    let alerts = alerts_when(&d, |a| !a.is_empty());
+    std::thread::sleep(Duration::from_millis(1000));
+    let alerts_now = get(&d, "/api/v1/alerts?start=-1d")["alerts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(alerts_now.len(), 1, "{alerts_now:#?}");
+    assert_eq!(alerts[0]["group_key"], "service.name=web,url.path=/export");
+}

@@ -158,6 +158,8 @@ pub struct Detector {
     pub suppression: Option<Suppression>,
     pub max_keys: usize,
     filter: Option<query::filter::Filter>,
+    /// The filter as written, for seeding from the index.
+    filter_text: Option<String>,
     kind: Kind,
 }
 
@@ -344,6 +346,7 @@ impl DetectorSpec {
             suppression,
             max_keys: self.max_keys,
             filter,
+            filter_text: self.filter.clone(),
             kind,
         })
     }
@@ -364,6 +367,28 @@ pub struct Finding {
     pub event_ids: Vec<String>,
     /// What a responder needs: counts, values, ranges.
     pub evidence: BTreeMap<String, Value>,
+}
+
+impl Detector {
+    /// For a `new_terms` detector: the query (its filter, every field
+    /// present) and the history window whose indexed events seed its seen
+    /// terms at its first start.
+    pub fn seed_query(&self) -> Option<(query::Expr, Duration)> {
+        let Kind::NewTerms { fields, history, .. } = &self.kind else {
+            return None;
+        };
+        let mut all: Vec<query::Expr> = fields
+            .iter()
+            .map(|f| query::Expr::Clause {
+                field: Some(f.clone()),
+                value: query::lang::Value::Exists,
+            })
+            .collect();
+        if let Some(f) = &self.filter_text {
+            all.push(query::lang::parse(f).ok()?);
+        }
+        Some((query::Expr::And(all), *history))
+    }
 }
 
 /// One entry of a threshold window.
@@ -545,6 +570,42 @@ impl States {
                 }
             })
             .collect()
+    }
+
+    /// Whether `detector` has no state yet (new, or its state was lost).
+    pub fn is_new(&self, detector: &str) -> bool {
+        !self.by_id.contains_key(detector)
+    }
+
+    /// Seeds a `new_terms` detector's seen terms from history (indexed
+    /// events since `since`, each with its time): its learning counts from
+    /// `since`, so history that covers the learning period ends it.
+    pub fn seed<'a>(
+        &mut self,
+        detector: &Detector,
+        since: OffsetDateTime,
+        events: impl IntoIterator<Item = (&'a Event, OffsetDateTime)>,
+    ) -> usize {
+        let Kind::NewTerms { fields, .. } = &detector.kind else {
+            return 0;
+        };
+        let state = self.by_id.entry(detector.id.clone()).or_default();
+        state.started = Some(nanos(since));
+        for (event, time) in events {
+            if detector.filter.as_ref().is_some_and(|f| !f.matches(event)) {
+                continue;
+            }
+            let Some(group) = fields.iter().map(|f| event.get(f).cloned()).collect::<Option<Vec<_>>>() else {
+                continue;
+            };
+            let term = crate::correlation::group_key(fields, &group);
+            let t = nanos(time);
+            let last = state.seen.get(&term).copied().unwrap_or(i128::MIN).max(t);
+            state.seen.insert(term.clone(), last);
+            state.touched.insert(term, last);
+        }
+        state.bound(detector.max_keys);
+        state.seen.len()
     }
 
     /// The rate baseline of one key of a `rate_spike` detector (`key` as

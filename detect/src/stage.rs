@@ -259,6 +259,11 @@ pub struct Checkpoint {
 const CHECKPOINT: &str = "checkpoint.json";
 
 impl Checkpoint {
+    /// The detectors' state, to seed before the stage starts.
+    pub fn detectors_mut(&mut self) -> &mut States {
+        &mut self.detectors
+    }
+
     /// Reads `dir/checkpoint.json`; an absent file is the start of the log.
     pub fn load(dir: &Path) -> Result<Checkpoint, DetectError> {
         let path = dir.join(CHECKPOINT);
