@@ -166,6 +166,7 @@ fn each_detector_alerts_on_its_anomaly_and_nowhere_else() {
     );
     assert_eq!(new_route["keys"], 3);
     assert_eq!(new_route["findings"], 1);
+    assert!(new_route["memory_bytes"].as_u64().unwrap() > 3 * 64, "{new_route}");
     assert!(new_route["last_finding"].is_string(), "{new_route}");
     let m = metrics_text(&d);
     assert!(m.contains("tripline_detect_detector_findings_total"), "{m}");

@@ -496,6 +496,9 @@ pub struct Summary {
     pub state: &'static str,
     pub keys: usize,
     pub max_keys: usize,
+    /// An estimate of the memory its state takes: keys, entries and the
+    /// maps' overhead (`tripline-detector-memory` measures the real one).
+    pub memory_bytes: usize,
     /// Findings since the state began (before suppression), and the
     /// event time of the last.
     pub findings: u64,
@@ -563,6 +566,7 @@ impl States {
                     state: if learning { "learning" } else { "active" },
                     keys,
                     max_keys: d.max_keys,
+                    memory_bytes: s.map_or(0, DetectorState::approx_bytes),
                     findings: s.map_or(0, |s| s.findings),
                     last_finding: s
                         .and_then(|s| s.last_finding)
@@ -636,6 +640,27 @@ impl States {
 }
 
 impl DetectorState {
+    /// Bytes its keys, entries and maps take, roughly: each key twice (its
+    /// map and the eviction map) with a hash table slot each, plus the
+    /// value.
+    fn approx_bytes(&self) -> usize {
+        const SLOT: usize = 48;
+        let key = |k: &String| 2 * (k.len() + SLOT);
+        let windows: usize = self
+            .windows
+            .iter()
+            .map(|(k, v)| {
+                key(k)
+                    + v.iter()
+                        .map(|e| std::mem::size_of::<Entry>() + e.id.len() + e.v.as_ref().map_or(0, String::len))
+                        .sum::<usize>()
+            })
+            .sum();
+        let seen: usize = self.seen.keys().map(|k| key(k) + 16).sum();
+        let rates: usize = self.rates.keys().map(|k| key(k) + std::mem::size_of::<Rate>()).sum();
+        windows + seen + rates
+    }
+
     /// Evicts the least recently touched keys above `max`; returns how many.
     fn bound(&mut self, max: usize) -> u64 {
         let held = self.windows.len() + self.seen.len() + self.rates.len();
