@@ -77,6 +77,9 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// Most webhooks (each has a worker task).
+pub const MAX_WEBHOOKS: usize = 1000;
+
 /// A label: the webhook's id.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabel {
@@ -440,6 +443,12 @@ impl Outbox {
         let selector = spec.validate(&self.inner.catalog)?;
         if self.inner.active(&spec.id).is_some() {
             return Err(DeliverError::Conflict(format!("webhook {} exists", spec.id)));
+        }
+        // Each webhook has a worker task: their number is bounded.
+        if self.inner.webhooks().len() >= MAX_WEBHOOKS {
+            return Err(DeliverError::BadWebhook(format!(
+                "at most {MAX_WEBHOOKS} webhooks: delete one first"
+            )));
         }
         let secret = match &spec.secret {
             Some(s) => s.clone(),

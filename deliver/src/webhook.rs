@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use detect::alert::level_rank;
 use detect::Alert;
 use schemas::{Catalog, Event};
 use serde::{Deserialize, Serialize};
@@ -201,18 +202,6 @@ impl Stored {
     pub fn active(&self) -> bool {
         self.spec.enabled && self.disabled.is_none()
     }
-}
-
-/// The order of Sigma levels.
-pub fn level_rank(level: &str) -> Option<u8> {
-    Some(match level.to_ascii_lowercase().as_str() {
-        "informational" => 0,
-        "low" => 1,
-        "medium" => 2,
-        "high" => 3,
-        "critical" => 4,
-        _ => return None,
-    })
 }
 
 impl WebhookSpec {

@@ -217,6 +217,19 @@ impl Alert {
     }
 }
 
+/// The order of Sigma levels (`informational` 0 to `critical` 4); `None`
+/// for anything else.
+pub fn level_rank(level: &str) -> Option<u8> {
+    Some(match level.to_ascii_lowercase().as_str() {
+        "informational" => 0,
+        "low" => 1,
+        "medium" => 2,
+        "high" => 3,
+        "critical" => 4,
+        _ => return None,
+    })
+}
+
 /// ECS `event.severity` for a Sigma level.
 fn severity(level: &str) -> u64 {
     match level {

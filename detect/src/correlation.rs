@@ -428,7 +428,7 @@ pub fn group_key(fields: &[String], values: &[Value]) -> String {
         .join(",")
 }
 
-fn from_nanos(t: i128) -> OffsetDateTime {
+pub(crate) fn from_nanos(t: i128) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

@@ -209,10 +209,7 @@ impl DetectorSpec {
         {
             return Err(bad("the id must be 1 to 64 letters, digits, '-', '_' or '.'".into()));
         }
-        if !matches!(
-            self.level.to_lowercase().as_str(),
-            "informational" | "low" | "medium" | "high" | "critical"
-        ) {
+        if crate::alert::level_rank(&self.level).is_none() {
             return Err(bad(format!(
                 "level {:?} is not informational, low, medium, high or critical",
                 self.level
@@ -512,9 +509,7 @@ fn nanos(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos()
 }
 
-fn from_nanos(t: i128) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
+use crate::correlation::from_nanos;
 
 fn dur_nanos(d: Duration) -> i128 {
     i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)
@@ -627,7 +622,13 @@ impl States {
             if d.filter.as_ref().is_some_and(|f| !f.matches(event)) {
                 continue;
             }
-            let state = self.by_id.entry(d.id.clone()).or_default();
+            // No key allocation per event once the detector has state.
+            if !self.by_id.contains_key(&d.id) {
+                self.by_id.insert(d.id.clone(), DetectorState::default());
+            }
+            let Some(state) = self.by_id.get_mut(&d.id) else {
+                continue;
+            };
             if let Some(f) = d.run(i, state, event, time) {
                 state.findings = state.findings.saturating_add(1);
                 state.last_finding = Some(nanos(f.last));

@@ -300,6 +300,8 @@ pub struct StatusChange {
 }
 
 enum Command {
+    /// What the API shows of the detectors.
+    Detectors { reply: mpsc::Sender<Vec<Summary>> },
     /// The rate baseline of one key of a detector.
     Baseline {
         detector: String,
@@ -321,8 +323,6 @@ pub struct Detector {
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// What the API shows of the detectors, as of the last checkpoint.
-    summaries: Arc<Mutex<Vec<Summary>>>,
 }
 
 impl std::fmt::Debug for Detector {
@@ -348,7 +348,6 @@ impl Detector {
         let rules = Arc::new(RwLock::new(Arc::new(rules)));
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
-        let summaries = Arc::new(Mutex::new(Vec::new()));
         let reader = wal.reader(&consumer);
         let mut open = HashMap::new();
         let mut by_group = HashMap::new();
@@ -374,11 +373,8 @@ impl Detector {
                 let mut st = checkpoint.detectors;
                 let ids: Vec<&str> = detectors.iter().map(|d| d.id.as_str()).collect();
                 st.retain(&ids);
-                let now = checkpoint.watermark.unwrap_or_else(OffsetDateTime::now_utc);
-                *summaries.lock().unwrap_or_else(|p| p.into_inner()) = st.summaries(&detectors, now);
                 st
             },
-            summaries: summaries.clone(),
             detectors: Arc::new(detectors),
             evaluating: rules.read().unwrap_or_else(|p| p.into_inner()).clone(),
             last_checkpoint: Instant::now(),
@@ -396,7 +392,6 @@ impl Detector {
             stop,
             failure,
             thread: Mutex::new(Some(thread)),
-            summaries,
         })
     }
 
@@ -426,10 +421,16 @@ impl Detector {
         answer.recv().map_err(|_| DetectError::Stopped)?
     }
 
-    /// The detectors: kind, learning or active, keys held (as of the last
-    /// checkpoint).
-    pub fn detectors(&self) -> Vec<Summary> {
-        self.summaries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The detectors: kind, learning or active, keys held, computed by
+    /// the stage when asked (not on every checkpoint: it walks every key).
+    pub fn detectors(&self) -> Result<Vec<Summary>, DetectError> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::Detectors { reply })
+            .map_err(|_| DetectError::Stopped)?;
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| DetectError::Stopped)
     }
 
     /// The learned rate baseline of `key` (a group key such as
@@ -483,7 +484,6 @@ struct Stage {
     /// Detectors, and their state.
     detectors: Arc<Vec<crate::detectors::Detector>>,
     states: States,
-    summaries: Arc<Mutex<Vec<Summary>>>,
     /// The rules the windows were made with.
     evaluating: Arc<Rules>,
     /// After the last record evaluated (its alerts are durable).
@@ -565,6 +565,9 @@ impl Stage {
                 Ok(Command::Baseline { reply, .. }) => {
                     let _ = reply.send(None);
                 }
+                Ok(Command::Detectors { reply }) => {
+                    let _ = reply.send(Vec::new());
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -582,8 +585,6 @@ impl Stage {
             windows: self.windows.clone(),
             detectors: self.states.clone(),
         };
-        let now = self.watermark.unwrap_or_else(OffsetDateTime::now_utc);
-        *self.summaries.lock().unwrap_or_else(|p| p.into_inner()) = self.states.summaries(&self.detectors, now);
         self.metrics
             .detector_keys
             .set(i64::try_from(self.states.keys()).unwrap_or(i64::MAX));
@@ -946,6 +947,11 @@ impl Stage {
 
     fn command(&mut self, cmd: Command) -> Result<(), DetectError> {
         match cmd {
+            Command::Detectors { reply } => {
+                let now = self.watermark.unwrap_or_else(OffsetDateTime::now_utc);
+                let _ = reply.send(self.states.summaries(&self.detectors, now));
+                Ok(())
+            }
             Command::Baseline { detector, key, reply } => {
                 let _ = reply.send(self.states.baseline(&detector, &key));
                 Ok(())

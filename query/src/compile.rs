@@ -71,7 +71,8 @@ fn regex(pattern: &str, field: Field) -> Result<Box<dyn Query>, QueryError> {
         .map_err(|e| QueryError::Unsupported(format!("wildcard pattern: {e}")))
 }
 
-fn words(text: &str) -> Vec<String> {
+/// The words of a text as the index's tokenizer cuts them, lowercased.
+pub(crate) fn words(text: &str) -> Vec<String> {
     let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)

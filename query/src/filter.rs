@@ -14,7 +14,7 @@ use std::ops::Bound;
 use schemas::{Catalog, Event, FieldType};
 use serde_json::Value as Json;
 
-use crate::compile::{cidr, lowercase};
+use crate::compile::{cidr, lowercase, words};
 use crate::lang::{Expr, Value, Word};
 use crate::QueryError;
 
@@ -119,15 +119,6 @@ fn test(name: &str, ty: FieldType, value: &Value) -> Result<Test, QueryError> {
             _ => Test::Typed(text.clone()),
         },
     })
-}
-
-/// The words of a text, as the index's default tokenizer cuts them:
-/// alphanumeric runs, case-folded.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && w.len() <= 40)
-        .map(lowercase)
-        .collect()
 }
 
 fn eval(node: &Node, event: &Event) -> bool {

@@ -170,7 +170,10 @@ pub(super) async fn set_status(
 /// stage's last checkpoint, at most `detect.checkpoint_interval_ms` old).
 pub(super) async fn detectors(State(state): State<AppState>) -> Result<Response, ApiError> {
     let detection = detection(&state)?;
-    Ok(Json(json!({"detectors": detection.detector.detectors()})).into_response())
+    let list = tokio::task::spawn_blocking(move || detection.detector.detectors())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({"detectors": list})).into_response())
 }
 
 /// `GET /api/v1/detectors/{id}/baseline?key=service.name=web`.
@@ -189,9 +192,6 @@ pub(super) async fn baseline(
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let detection = detection(&state)?;
-    if !detection.detector.detectors().iter().any(|d| d.id == id) {
-        return Err(DetectError::NotFound { id }.into());
-    }
     let key = p.key.clone();
     let found = tokio::task::spawn_blocking(move || detection.detector.baseline(&id, &key))
         .await
