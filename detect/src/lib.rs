@@ -65,6 +65,10 @@ pub enum DetectError {
     /// No alert has that id.
     #[error("no alert {id}")]
     NotFound { id: String },
+    /// A detector has no baseline for that key (no such detector, or no
+    /// event of that key yet).
+    #[error("detector {detector} has no baseline for key {key}")]
+    NoBaseline { detector: String, key: String },
     /// The stage is not running.
     #[error("detection is not running")]
     Stopped,
@@ -77,7 +81,7 @@ impl DetectError {
             DetectError::Yaml { .. } | DetectError::Refused { .. } => ErrorCode::BadRequest,
             DetectError::State { .. } => ErrorCode::Internal,
             DetectError::Wal(_) | DetectError::Stopped => ErrorCode::Unavailable,
-            DetectError::NotFound { .. } => ErrorCode::NotFound,
+            DetectError::NotFound { .. } | DetectError::NoBaseline { .. } => ErrorCode::NotFound,
         }
     }
 

@@ -193,7 +193,8 @@ pub(super) async fn baseline(
     let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let detection = detection(&state)?;
     let key = p.key.clone();
-    let found = tokio::task::spawn_blocking(move || detection.detector.baseline(&id, &key))
+    let detector = id.clone();
+    let found = tokio::task::spawn_blocking(move || detection.detector.baseline(&detector, &key))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     match found {
@@ -210,8 +211,9 @@ pub(super) async fn baseline(
             "fired_in_current_bucket": r.fired,
         }))
         .into_response()),
-        None => Err(DetectError::NotFound {
-            id: format!("baseline for key {}", p.key),
+        None => Err(DetectError::NoBaseline {
+            detector: id,
+            key: p.key,
         }
         .into()),
     }
